@@ -1,0 +1,151 @@
+// Package config loads and validates exitd's TOML configuration. Decoding is
+// strict: an unknown key or a bad value is an error naming the file, the line
+// and the key, so an operator never runs a node whose config was silently
+// half-read.
+//
+// It imports no other exitd package; the daemon maps the validated values
+// onto each part's own options.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Defaults an operator can rely on.
+const (
+	DefaultStateDir   = "/var/lib/exitd"
+	DefaultPort       = 443
+	DefaultTunName    = "exit0"
+	DefaultMTU        = 1420
+	DefaultSocket     = "/run/exitd/control.sock"
+	DefaultNAT        = "masquerade"
+	DefaultDiscipline = "srr"
+	DefaultQuarantine = 24 * time.Hour
+)
+
+// Config is the whole file. Field tags are the TOML names operators write;
+// they are part of exitd's interface and must not change.
+type Config struct {
+	StateDir       string    `toml:"state_dir"`
+	PublicEndpoint string    `toml:"public_endpoint"`
+	Listen         Listen    `toml:"listen"`
+	Tunnel         Tunnel    `toml:"tunnel"`
+	WAN            WAN       `toml:"wan"`
+	Filter         Filter    `toml:"filter"`
+	Control        Control   `toml:"control"`
+	Scheduler      Scheduler `toml:"scheduler"`
+	Members        Members   `toml:"members"`
+	Metrics        Metrics   `toml:"metrics"`
+	Log            Log       `toml:"log"`
+
+	// Path is the file the config was read from ("" for an embedded one).
+	Path string `toml:"-"`
+}
+
+// Listen is the members' UDP side.
+type Listen struct {
+	Port int `toml:"port"`
+}
+
+// Tunnel is the TUN device and the member address plan.
+type Tunnel struct {
+	Name string `toml:"name"`
+	MTU  int    `toml:"mtu"`
+	IPv4 string `toml:"ipv4"`
+	IPv6 string `toml:"ipv6"`
+
+	// Prefix4 and Prefix6 are IPv4 and IPv6 parsed; a zero value means the
+	// family is off.
+	Prefix4 netip.Prefix `toml:"-"`
+	Prefix6 netip.Prefix `toml:"-"`
+}
+
+// Gateway4 is the node's own address in the member IPv4 prefix: its first
+// address.
+func (t Tunnel) Gateway4() netip.Addr { return firstHost(t.Prefix4) }
+
+// Gateway6 is the node's own address in the member IPv6 prefix.
+func (t Tunnel) Gateway6() netip.Addr { return firstHost(t.Prefix6) }
+
+func firstHost(p netip.Prefix) netip.Addr {
+	if !p.IsValid() {
+		return netip.Addr{}
+	}
+	return p.Masked().Addr().Next()
+}
+
+// WAN is the physical side members' traffic leaves by.
+type WAN struct {
+	Interface string `toml:"interface"`
+	NAT       string `toml:"nat"`
+	SNATPool  string `toml:"snat_pool"`
+	SNATPorts string `toml:"snat_ports"`
+
+	// Parsed SNAT pool and ports; valid only when NAT == "snat".
+	Pool  [2]netip.Addr `toml:"-"`
+	Ports [2]uint16     `toml:"-"`
+}
+
+// Filter is the leak and isolation policy.
+type Filter struct {
+	MemberIsolation *bool    `toml:"member_isolation"`
+	Block           []string `toml:"block"`
+
+	Blocked []netip.Prefix `toml:"-"`
+}
+
+// Isolation reports whether members are kept from reaching each other
+// (default true).
+func (f Filter) Isolation() bool { return f.MemberIsolation == nil || *f.MemberIsolation }
+
+// Control is the local API.
+type Control struct {
+	Socket string `toml:"socket"`
+	// Group is the group, besides root, allowed on the socket (default "exitd").
+	Group string `toml:"group"`
+}
+
+// Scheduler is the fair scheduler in front of wireguard-go.
+type Scheduler struct {
+	Discipline  string `toml:"discipline"`
+	EgressRate  string `toml:"egress_rate"`
+	IngressRate string `toml:"ingress_rate"`
+	ByteLimit   int    `toml:"byte_limit"`
+	PacketLimit int    `toml:"packet_limit"`
+
+	// Parsed rates in bits per second (0 = no pacing).
+	Egress, Ingress uint64 `toml:"-"`
+}
+
+// Members is the registry's policy.
+type Members struct {
+	// Quarantine is how long a freed member address stays unused.
+	Quarantine Duration `toml:"address_quarantine"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	Listen string `toml:"listen"`
+}
+
+// Log is the daemon's logging.
+type Log struct {
+	Level string `toml:"level"`
+}
+
+// Duration is a time.Duration written as "24h" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Error is a config problem at a place in a file.
+type Error struct {
+	File string // path, or "config" when parsed from memory
+	Line int    // 1-based; 0 when unknown
+	Key  string // dotted key, e.g. "tunnel.mtu"; may be empty
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	if name == "" {
+		name = "config"
+	}
+	lines := newLineIndex(string(data))
+	var c Config
+	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			msg := pe.Message
+			if msg == "" {
+				msg = pe.Error()
+			}
+			return nil, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		}
+		return nil, decodeError(name, lines, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &Error{File: name, Line: lines.find(k), Key: k, Msg: "unknown key" + suggest(k)}
+	}
+	c.Path = name
+	if err := c.finish(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return nil, &Error{File: name, Line: lines.find(fe.key), Key: fe.key, Msg: fe.msg}
+		}
+		return nil, &Error{File: name, Msg: err.Error()}
+	}
+	return &c, nil
+}
+
+// decodeError turns the library's plain-text type errors
+// (`toml: line 9 (last key "listen.port"): incompatible types: ...`) into an
+// *Error with line and key.
+func decodeError(name string, lines lineIndex, err error) *Error {
+	m := typeErrRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	if line == 0 {
+		line = lines.find(m[2])
+	}
+	return &Error{File: name, Line: line, Key: m[2], Msg: m[3]}
+}
+
+var typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+// known lists every key, for "did you mean" hints.
+func knownKeys() []string {
+	return []string{
+		"state_dir", "public_endpoint", "listen.port", "tunnel.name", "tunnel.mtu",
+		"tunnel.ipv4", "tunnel.ipv6", "wan.interface", "wan.nat", "wan.snat_pool",
+		"wan.snat_ports", "filter.member_isolation", "filter.block", "control.socket",
+		"control.group", "scheduler.discipline", "scheduler.egress_rate",
+		"scheduler.ingress_rate", "scheduler.byte_limit", "scheduler.packet_limit",
+		"members.address_quarantine", "metrics.listen", "log.level",
+	}
+}
+
+func suggest(k string) string {
+	last := k[strings.LastIndex(k, ".")+1:]
+	for _, kk := range knownKeys() {
+		kl := kk[strings.LastIndex(kk, ".")+1:]
+		if kk != k && (kl == last || strings.ReplaceAll(kl, "_", "") == strings.ReplaceAll(strings.ToLower(last), "-", "")) {
+			return fmt.Sprintf(" (did you mean %q?)", kk)
+		}
+	}
+	return ""
+}
+
+// lineIndex maps dotted keys to the line that sets them.
+type lineIndex map[string]int
+
+func newLineIndex(src string) lineIndex {
+	idx := lineIndex{}
+	table := ""
+	for i, raw := range strings.Split(src, "\n") {
+		l := strings.TrimSpace(raw)
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if strings.HasPrefix(l, "[") {
+			name := strings.Trim(strings.SplitN(l, "#", 2)[0], " \t[]")
+			table = strings.ReplaceAll(name, " ", "")
+			if _, ok := idx[table]; !ok {
+				idx[table] = i + 1
+			}
+			continue
+		}
+		eq := strings.IndexByte(l, '=')
+		if eq <= 0 {
+			continue
+		}
+		k := strings.Trim(strings.ReplaceAll(strings.TrimSpace(l[:eq]), " ", ""), `"`)
+		if table != "" {
+			k = table + "." + k
+		}
+		if _, ok := idx[k]; !ok {
+			idx[k] = i + 1
+		}
+	}
+	return idx
+}
+
+func (idx lineIndex) find(key string) int {
+	for k := key; k != ""; {
+		if l, ok := idx[k]; ok {
+			return l
+		}
+		dot := strings.LastIndex(k, ".")
+		if dot < 0 {
+			break
+		}
+		k = k[:dot]
+	}
+	return 0
+}

@@ -1,0 +1,344 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// fieldError is a validation failure of one key; Parse adds file and line.
+type fieldError struct{ key, msg string }
+
+func (e *fieldError) Error() string { return e.key + ": " + e.msg }
+
+func bad(key, format string, args ...any) error {
+	return &fieldError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// maxIfName is IFNAMSIZ-1.
+const maxIfName = 15
+
+// finish fills defaults and validates every field, in file order.
+func (c *Config) finish() error {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return bad("state_dir", "must be an absolute path, got %q", c.StateDir)
+	}
+	if c.PublicEndpoint != "" {
+		if err := checkEndpoint(c.PublicEndpoint); err != nil {
+			return bad("public_endpoint", "%v", err)
+		}
+	}
+	if c.Listen.Port == 0 {
+		c.Listen.Port = DefaultPort
+	}
+	if c.Listen.Port < 1 || c.Listen.Port > 65535 {
+		return bad("listen.port", "must be 1-65535, got %d", c.Listen.Port)
+	}
+	if err := c.Tunnel.finish(); err != nil {
+		return err
+	}
+	if err := c.WAN.finish(); err != nil {
+		return err
+	}
+	if err := c.Filter.finish(); err != nil {
+		return err
+	}
+	if c.Control.Socket == "" {
+		c.Control.Socket = DefaultSocket
+	}
+	if !filepath.IsAbs(c.Control.Socket) {
+		return bad("control.socket", "must be an absolute path, got %q", c.Control.Socket)
+	}
+	if len(c.Control.Socket) > 107 {
+		return bad("control.socket", "path longer than 107 bytes cannot be a unix socket")
+	}
+	if c.Control.Group == "" {
+		c.Control.Group = "exitd"
+	}
+	if err := c.Scheduler.finish(); err != nil {
+		return err
+	}
+	if c.Members.Quarantine.Duration == 0 {
+		c.Members.Quarantine.Duration = DefaultQuarantine
+	}
+	if c.Members.Quarantine.Duration < 0 {
+		return bad("members.address_quarantine", "must not be negative")
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return bad("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "":
+		c.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+		c.Log.Level = strings.ToLower(c.Log.Level)
+	default:
+		return bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	return nil
+}
+
+func checkEndpoint(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port (IPv6 as [addr]:port), got %q", s)
+	}
+	if host == "" {
+		return fmt.Errorf("missing host in %q", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port must be 1-65535, got %q", port)
+	}
+	return nil
+}
+
+func (t *Tunnel) finish() error {
+	if t.Name == "" {
+		t.Name = DefaultTunName
+	}
+	if err := checkIfName(t.Name); err != nil {
+		return bad("tunnel.name", "%v", err)
+	}
+	if t.MTU == 0 {
+		t.MTU = DefaultMTU
+	}
+	if t.MTU < 1280 || t.MTU > 9000 {
+		return bad("tunnel.mtu", "must be 1280-9000 (IPv6 needs 1280), got %d", t.MTU)
+	}
+	if t.IPv4 == "" && t.IPv6 == "" {
+		return bad("tunnel.ipv4", "set tunnel.ipv4 and/or tunnel.ipv6: members need addresses (e.g. ipv4 = \"10.99.0.0/16\")")
+	}
+	if t.IPv4 != "" {
+		p, err := netip.ParsePrefix(t.IPv4)
+		if err != nil || !p.Addr().Is4() {
+			return bad("tunnel.ipv4", "want an IPv4 prefix such as 10.99.0.0/16, got %q", t.IPv4)
+		}
+		if p.Bits() > 30 || p.Bits() < 8 {
+			return bad("tunnel.ipv4", "prefix length must be /8 to /30, got /%d", p.Bits())
+		}
+		if p != p.Masked() {
+			return bad("tunnel.ipv4", "%q has host bits set; did you mean %s?", t.IPv4, p.Masked())
+		}
+		t.Prefix4 = p
+	}
+	if t.IPv6 != "" {
+		p, err := netip.ParsePrefix(t.IPv6)
+		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+			return bad("tunnel.ipv6", "want an IPv6 prefix such as fd00:99::/64, got %q", t.IPv6)
+		}
+		if p.Bits() > 120 || p.Bits() < 48 {
+			return bad("tunnel.ipv6", "prefix length must be /48 to /120, got /%d", p.Bits())
+		}
+		if p != p.Masked() {
+			return bad("tunnel.ipv6", "%q has host bits set; did you mean %s?", t.IPv6, p.Masked())
+		}
+		t.Prefix6 = p
+	}
+	return nil
+}
+
+func checkIfName(n string) error {
+	if n == "" || len(n) > maxIfName {
+		return fmt.Errorf("interface name must be 1-%d characters, got %q", maxIfName, n)
+	}
+	for _, r := range n {
+		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+			return fmt.Errorf("interface name %q contains %q", n, r)
+		}
+	}
+	return nil
+}
+
+func (w *WAN) finish() error {
+	if w.Interface == "" {
+		return bad("wan.interface", "required: the interface members' traffic leaves by (e.g. \"eth0\")")
+	}
+	if err := checkIfName(w.Interface); err != nil {
+		return bad("wan.interface", "%v", err)
+	}
+	if w.NAT == "" {
+		w.NAT = DefaultNAT
+	}
+	switch w.NAT {
+	case "masquerade":
+		if w.SNATPool != "" || w.SNATPorts != "" {
+			return bad("wan.snat_pool", "only used with nat = \"snat\"")
+		}
+	case "snat":
+		if w.SNATPool == "" {
+			return bad("wan.snat_pool", "required with nat = \"snat\" (e.g. \"198.51.100.10-198.51.100.20\")")
+		}
+		pool, err := ParseAddrRange(w.SNATPool)
+		if err != nil {
+			return bad("wan.snat_pool", "%v", err)
+		}
+		w.Pool = pool
+		if w.SNATPorts != "" {
+			ports, err := ParsePortRange(w.SNATPorts)
+			if err != nil {
+				return bad("wan.snat_ports", "%v", err)
+			}
+			w.Ports = ports
+		}
+	default:
+		return bad("wan.nat", "must be \"masquerade\" or \"snat\", got %q", w.NAT)
+	}
+	return nil
+}
+
+func (f *Filter) finish() error {
+	f.Blocked = f.Blocked[:0]
+	for _, s := range f.Block {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return bad("filter.block", "want a prefix such as 192.0.2.0/24, got %q", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		f.Blocked = append(f.Blocked, p.Masked())
+	}
+	return nil
+}
+
+// Rate limits the scheduler accepts, in bits per second.
+const (
+	minRate = 64_000
+	maxRate = 400_000_000_000
+)
+
+func (s *Scheduler) finish() error {
+	switch s.Discipline {
+	case "":
+		s.Discipline = DefaultDiscipline
+	case "srr", "fifo":
+	default:
+		return bad("scheduler.discipline", "must be \"srr\" or \"fifo\", got %q", s.Discipline)
+	}
+	var err error
+	if s.Egress, err = parseRateKey("scheduler.egress_rate", s.EgressRate); err != nil {
+		return err
+	}
+	if s.Ingress, err = parseRateKey("scheduler.ingress_rate", s.IngressRate); err != nil {
+		return err
+	}
+	if s.ByteLimit < 0 || s.ByteLimit > 1<<30 {
+		return bad("scheduler.byte_limit", "must be 0 (auto) to 1073741824, got %d", s.ByteLimit)
+	}
+	if s.PacketLimit < 0 || s.PacketLimit > 1<<20 {
+		return bad("scheduler.packet_limit", "must be 0 (auto) to 1048576, got %d", s.PacketLimit)
+	}
+	return nil
+}
+
+func parseRateKey(key, v string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	r, err := ParseRate(v)
+	if err != nil {
+		return 0, bad(key, "%v", err)
+	}
+	return r, nil
+}
+
+// ParseRate reads a tc-style rate: "95mbit", "1gbit", "500kbit", "100mbps"
+// (bytes per second), or plain bits per second.
+func ParseRate(s string) (uint64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	v, err := strconv.ParseFloat(num, 64)
+	if num == "" || err != nil {
+		return 0, fmt.Errorf("rate %q: want a number with a unit such as 95mbit", s)
+	}
+	mult, ok := map[string]float64{
+		"": 1, "bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9,
+		"bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9,
+	}[unit]
+	if !ok {
+		return 0, fmt.Errorf("rate %q: unknown unit %q (use bit, kbit, mbit, gbit, or bps/kbps/mbps/gbps for bytes)", s, unit)
+	}
+	r := v * mult
+	if r < minRate || r > maxRate {
+		return 0, fmt.Errorf("rate %q: must be between 64kbit and 400gbit", s)
+	}
+	return uint64(r), nil
+}
+
+// ParseAddrRange reads "A-B" (or a single address, or a prefix) into an
+// inclusive IPv4 or IPv6 range with A <= B.
+func ParseAddrRange(s string) ([2]netip.Addr, error) {
+	var r [2]netip.Addr
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		p = p.Masked()
+		r[0] = p.Addr()
+		r[1] = lastAddr(p)
+		return r, nil
+	}
+	lo, hi, found := strings.Cut(s, "-")
+	a, err := netip.ParseAddr(strings.TrimSpace(lo))
+	if err != nil {
+		return r, fmt.Errorf("want an address range such as 198.51.100.10-198.51.100.20, got %q", s)
+	}
+	b := a
+	if found {
+		if b, err = netip.ParseAddr(strings.TrimSpace(hi)); err != nil {
+			return r, fmt.Errorf("want an address range such as 198.51.100.10-198.51.100.20, got %q", s)
+		}
+	}
+	if a.Is4() != b.Is4() || a.Zone() != "" || b.Zone() != "" {
+		return r, fmt.Errorf("range %q mixes address families or has a zone", s)
+	}
+	if b.Less(a) {
+		return r, fmt.Errorf("range %q ends before it starts", s)
+	}
+	r[0], r[1] = a, b
+	return r, nil
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	host := len(b)*8 - p.Bits()
+	for i := len(b) - 1; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		b[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// ParsePortRange reads "1024-65535" (or one port) into an inclusive range.
+func ParsePortRange(s string) ([2]uint16, error) {
+	var r [2]uint16
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	a, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	if err != nil || a == 0 {
+		return r, fmt.Errorf("want a port range such as 1024-65535, got %q", s)
+	}
+	b := a
+	if found {
+		if b, err = strconv.ParseUint(strings.TrimSpace(hi), 10, 16); err != nil || b == 0 {
+			return r, fmt.Errorf("want a port range such as 1024-65535, got %q", s)
+		}
+	}
+	if b < a {
+		return r, fmt.Errorf("port range %q ends before it starts", s)
+	}
+	r[0], r[1] = uint16(a), uint16(b)
+	return r, nil
+}
