@@ -1,0 +1,135 @@
+package members
+
+import (
+	"math/big"
+	"net/netip"
+	"time"
+)
+
+// maxSlots caps a plan at 4M members whatever the prefix size, which bounds
+// the allocator's memory.
+const maxSlots = 1 << 22
+
+// plan maps a slot index to one IPv4 and one IPv6 address: index 0 is the
+// network, 1 the gateway, members get 2..size-1 (the IPv4 broadcast address
+// is never handed out).
+type plan struct {
+	p4, p6 netip.Prefix
+	size   uint32
+}
+
+func newPlan(p4, p6 netip.Prefix) plan {
+	size := uint64(maxSlots)
+	if p4.IsValid() {
+		size = min(size, uint64(1)<<(32-p4.Bits())-1) // drop broadcast
+	}
+	if p6.IsValid() {
+		if host := 128 - p6.Bits(); host < 22 {
+			size = min(size, uint64(1)<<host)
+		}
+	}
+	if !p4.IsValid() && !p6.IsValid() {
+		size = 0
+	}
+	return plan{p4: p4.Masked(), p6: p6.Masked(), size: uint32(size)}
+}
+
+func addOffset(base netip.Addr, n uint32) netip.Addr {
+	if !base.IsValid() {
+		return netip.Addr{}
+	}
+	b := base.AsSlice()
+	v := new(big.Int).SetBytes(b)
+	v.Add(v, big.NewInt(int64(n)))
+	out := v.FillBytes(make([]byte, len(b)))
+	a, _ := netip.AddrFromSlice(out)
+	return a
+}
+
+func (p plan) addrs(i uint32) (v4, v6 netip.Addr) {
+	if p.p4.IsValid() {
+		v4 = addOffset(p.p4.Addr(), i)
+	}
+	if p.p6.IsValid() {
+		v6 = addOffset(p.p6.Addr(), i)
+	}
+	return v4, v6
+}
+
+// indexOf returns the slot of a member address in either prefix.
+func (p plan) indexOf(a netip.Addr) (uint32, bool) {
+	var base netip.Addr
+	switch {
+	case a.Is4() && p.p4.Contains(a):
+		base = p.p4.Addr()
+	case a.Is6() && p.p6.Contains(a):
+		base = p.p6.Addr()
+	default:
+		return 0, false
+	}
+	d := new(big.Int).Sub(new(big.Int).SetBytes(a.AsSlice()), new(big.Int).SetBytes(base.AsSlice()))
+	if !d.IsUint64() || d.Uint64() < 2 || d.Uint64() >= uint64(p.size) {
+		return 0, false
+	}
+	return uint32(d.Uint64()), true
+}
+
+// allocator hands out free slots, next-fit, skipping slots in use and slots
+// freed less than quarantine ago. Not safe for concurrent use.
+type allocator struct {
+	plan       plan
+	used       map[uint32]bool
+	freed      map[uint32]time.Time
+	quarantine time.Duration
+	next       uint32
+}
+
+func newAllocator(p plan, quarantine time.Duration) *allocator {
+	return &allocator{plan: p, used: map[uint32]bool{}, freed: map[uint32]time.Time{}, quarantine: quarantine, next: 2}
+}
+
+// take allocates a slot or reports exhaustion.
+func (a *allocator) take(now time.Time) (uint32, bool) {
+	if a.plan.size <= 2 {
+		return 0, false
+	}
+	span := a.plan.size - 2
+	for tried := uint32(0); tried < span; tried++ {
+		i := a.next
+		a.next++
+		if a.next >= a.plan.size {
+			a.next = 2
+		}
+		if a.used[i] {
+			continue
+		}
+		if t, ok := a.freed[i]; ok {
+			if now.Sub(t) < a.quarantine {
+				continue
+			}
+			delete(a.freed, i)
+		}
+		a.used[i] = true
+		return i, true
+	}
+	return 0, false
+}
+
+// claim marks a specific slot used; false if it is taken or quarantined.
+func (a *allocator) claim(i uint32, now time.Time) bool {
+	if i < 2 || i >= a.plan.size || a.used[i] {
+		return false
+	}
+	if t, ok := a.freed[i]; ok && now.Sub(t) < a.quarantine {
+		return false
+	}
+	delete(a.freed, i)
+	a.used[i] = true
+	return true
+}
+
+// release frees a slot into quarantine.
+func (a *allocator) release(i uint32, now time.Time) {
+	delete(a.used, i)
+	a.freed[i] = now
+}
