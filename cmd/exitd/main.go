@@ -44,6 +44,6 @@ Operate a running node with exitctl.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newTuneCmd(stdout, stderr))
+	root.AddCommand(newRunCmd(stderr), newCleanupCmd(stdout, stderr), newTuneCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }

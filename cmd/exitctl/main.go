@@ -1,0 +1,57 @@
+// Command exitctl operates a running exitd through its control socket.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"exitd/control"
+)
+
+// defaultSocket matches exitd's [control] socket default.
+const defaultSocket = "/run/exitd/control.sock"
+
+func main() {
+	if err := newRootCmd(os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "exitctl:", err)
+		os.Exit(1)
+	}
+}
+
+// flags holds the global flags.
+type flags struct {
+	socket string
+	json   bool
+}
+
+func (f *flags) client() *control.Client { return control.NewClient(f.socket) }
+
+func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	f := &flags{}
+	root := &cobra.Command{
+		Use:   "exitctl",
+		Short: "Operate an exitd exit node",
+		Long: `exitctl talks to a running exitd over its control socket
+(root or the exitd group only).
+
+  exitctl member add --label alice > alice.conf   add a member, print its wg-quick config
+  exitctl member list                             members, addresses, last handshake, traffic
+  exitctl member remove alice                     remove by label or public key
+  exitctl status                                  the node at a glance`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	sock := getenv("EXITCTL_SOCKET")
+	if sock == "" {
+		sock = defaultSocket
+	}
+	root.PersistentFlags().StringVar(&f.socket, "socket", sock, "control socket of exitd (env EXITCTL_SOCKET)")
+	root.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
+	root.AddCommand(newMemberCmd(f, stdout), newStatusCmd(f, stdout))
+	return root
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"exitd/config"
+	"exitd/nat"
+	"exitd/tunnel"
+)
+
+// uapiDir is where wireguard-go puts its UAPI sockets.
+const uapiDir = "/var/run/wireguard"
+
+func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove what a crashed exitd left behind (systemd ExecStopPost)",
+		Long: `Remove exitd's nftables table, its TUN, its UAPI and control sockets and
+the conntrack entries of member flows. Nothing else is touched. Safe to run
+when nothing is left (it then does nothing) and while no exitd runs.
+
+If the config cannot be read, the defaults (TUN exit0, table exitd) are used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				fmt.Fprintf(stderr, "exitd cleanup: %v; using defaults\n", err)
+				cfg = &config.Config{
+					Tunnel:  config.Tunnel{Name: config.DefaultTunName},
+					Control: config.Control{Socket: config.DefaultSocket},
+				}
+			}
+			return cleanup(cfg, stdout)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "config file (TOML)")
+	return cmd
+}
+
+func cleanup(cfg *config.Config, out io.Writer) error {
+	var errs []error
+	if sock := cfg.Control.Socket; sock != "" {
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("cleanup: an exitd is still answering on %s; stop it first", sock)
+		}
+	}
+	m, err := nat.New(nat.Options{})
+	if err == nil {
+		err = m.Remove()
+	}
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintln(out, "nftables table exitd: removed (or absent)")
+	}
+	if err := tunnel.DeleteLink(cfg.Tunnel.Name); err != nil {
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintf(out, "TUN %s: removed (or absent)\n", cfg.Tunnel.Name)
+	}
+	for _, f := range []string{filepath.Join(uapiDir, cfg.Tunnel.Name+".sock"), cfg.Control.Socket} {
+		if f == "" {
+			continue
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	var ps []netip.Prefix
+	for _, p := range []netip.Prefix{cfg.Tunnel.Prefix4, cfg.Tunnel.Prefix6} {
+		if p.IsValid() {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) > 0 {
+		if n, err := nat.FlushConntrack(0, ps...); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(out, "conntrack: %d member entries flushed\n", n)
+		}
+	}
+	return errors.Join(errs...)
+}

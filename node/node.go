@@ -1,0 +1,259 @@
+// Package node is exitd's composition root: it builds the parts (kernel
+// profile check, nftables table, TUN + wireguard-go behind the scheduler,
+// member registry, control socket) in order, wires them, runs until told to
+// stop, reloads on request and tears everything down in reverse.
+//
+// Lifecycle (ARCHITECTURE.md):
+//
+//	start:  config → kernel profile → nft table → TUN + UDP → peers → control → READY
+//	reload: RELOADING → re-read config and members → READY
+//	stop:   STOPPING → control → device → nft table → member conntrack
+//
+// node may import every exitd package; nothing imports node but cmd/exitd.
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"exitd/config"
+	"exitd/control"
+	"exitd/keys"
+	"exitd/members"
+	"exitd/nat"
+	"exitd/sched"
+	"exitd/tuning"
+	"exitd/tunnel"
+)
+
+// Notifier tells the service manager about state changes ("READY=1",
+// "STATUS=...", "RELOADING=1", "STOPPING=1", "WATCHDOG=1"). Implementations
+// must be safe to call when no manager listens.
+type Notifier interface {
+	Notify(state string) error
+}
+
+// Options configure a Node.
+type Options struct {
+	Config  *config.Config
+	Logger  *slog.Logger
+	Version string
+	Notify  Notifier
+	Rand    io.Reader
+	Now     func() time.Time
+	// Reload delivers reload requests (SIGHUP); each triggers Reload.
+	Reload <-chan struct{}
+	// LoadConfig re-reads the config on reload; nil keeps the current one.
+	LoadConfig func() (*config.Config, error)
+}
+
+// Node is a running exit node.
+type Node struct {
+	log     *slog.Logger
+	version string
+	notify  Notifier
+	rand    io.Reader
+	now     func() time.Time
+	started time.Time
+	loadCfg func() (*config.Config, error)
+
+	// mu guards cfg and serialises member changes so registry and device
+	// agree.
+	mu   sync.Mutex
+	cfg  *config.Config
+	priv keys.Key
+
+	reg    *members.Registry
+	nat    *nat.Manager
+	tun    *tunnel.Tunnel
+	ctl    *control.Server
+	sched  *sched.Device
+	kernel *tuning.Monitor
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Notify(string) error { return nil }
+
+// New prepares a node; nothing touches the system until Run.
+func New(opts Options) *Node {
+	n := &Node{
+		log: opts.Logger, version: opts.Version, notify: opts.Notify,
+		rand: opts.Rand, now: opts.Now, cfg: opts.Config, loadCfg: opts.LoadConfig,
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.notify == nil {
+		n.notify = nopNotifier{}
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	return n
+}
+
+// Run starts the node, serves until ctx ends, then stops it. Start errors
+// are returned after everything already started has been undone.
+func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	steps := []struct {
+		name string
+		fn   func() (func(), error)
+	}{
+		{"wan", n.checkWAN},
+		{"kernel", n.startKernel},
+		{"state", n.startState},
+		{"nat", n.startNAT},
+		{"tunnel", n.startTunnel},
+		{"peers", n.startPeers},
+		{"control", n.startControl},
+	}
+	for _, s := range steps {
+		u, err := s.fn()
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			undo = append(undo, u)
+		}
+	}
+	n.started = n.now()
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	n.startBackground(bg, &wg)
+	n.notify.Notify("READY=1\nSTATUS=" + n.statusLine())
+	n.log.Info("exitd ready", "tunnel", n.cfg.Tunnel.Name, "port", n.cfg.Listen.Port,
+		"public_key", n.priv.Public().String(), "members", n.reg.Len())
+
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-reload:
+			if err := n.Reload(); err != nil {
+				n.log.Error("reload failed; keeping the running configuration", "err", err)
+			}
+		}
+	}
+	n.notify.Notify("STOPPING=1")
+	n.log.Info("exitd stopping")
+	stopBG()
+	wg.Wait()
+	for i := len(undo) - 1; i >= 0; i-- {
+		undo[i]()
+	}
+	return nil
+}
+
+func (n *Node) startState() (func(), error) {
+	c := n.cfg
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", c.StateDir, err)
+	}
+	priv, created, err := keys.LoadOrCreate(filepath.Join(c.StateDir, "private.key"), n.rand)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		n.log.Info("generated the node's private key", "path", filepath.Join(c.StateDir, "private.key"))
+	}
+	n.priv = priv
+	reg, err := members.Open(filepath.Join(c.StateDir, "members.db"), members.Options{
+		Prefix4: c.Tunnel.Prefix4, Prefix6: c.Tunnel.Prefix6,
+		Quarantine: c.Members.Quarantine.Duration, Now: n.now, Rand: n.rand,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.reg = reg
+	return func() { reg.Close() }, nil
+}
+
+// natConfig maps the daemon config onto the ruleset's input.
+func natConfig(c *config.Config) nat.Config {
+	nc := nat.Config{
+		Tun: c.Tunnel.Name, WAN: c.WAN.Interface,
+		Member4: c.Tunnel.Prefix4, Member6: c.Tunnel.Prefix6,
+		Gateway4: c.Tunnel.Gateway4(), Gateway6: c.Tunnel.Gateway6(),
+		Isolation: c.Filter.Isolation(), Block: c.Filter.Blocked,
+	}
+	if c.WAN.NAT == "snat" {
+		nc.Mode = nat.SNAT
+		if c.WAN.Pool[0].Is4() {
+			nc.Pool4 = c.WAN.Pool
+		} else {
+			nc.Pool6 = c.WAN.Pool
+		}
+		nc.Ports = c.WAN.Ports
+	}
+	return nc
+}
+
+func (n *Node) startNAT() (func(), error) {
+	m, err := nat.New(nat.Options{Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Apply(natConfig(n.cfg)); err != nil {
+		return nil, err
+	}
+	n.nat = m
+	return func() {
+		if err := m.Remove(); err != nil {
+			n.log.Error("remove nftables table", "err", err)
+		}
+		n.flushConntrack()
+	}, nil
+}
+
+func (n *Node) startTunnel() (func(), error) {
+	c := n.cfg
+	var addrs []netip.Prefix
+	if c.Tunnel.Prefix4.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway4(), c.Tunnel.Prefix4.Bits()))
+	}
+	if c.Tunnel.Prefix6.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway6(), c.Tunnel.Prefix6.Bits()))
+	}
+	t, err := tunnel.Open(tunnel.Options{
+		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port,
+		PrivateKey: n.priv, Addrs: addrs, Logger: n.log,
+		WrapTUN: n.wrapTUN, WrapBind: n.wrapBind,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.tun = t
+	return func() { t.Close() }, nil
+}
+
+func (n *Node) startControl() (func(), error) {
+	s, err := control.Listen(control.ServerOptions{
+		Path: n.cfg.Control.Socket, Backend: backend{n}, Logger: n.log,
+		Allow: allowPeers(n.cfg.Control.Group), Group: lookupGroup(n.cfg.Control.Group),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.ctl = s
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	}, nil
+}
