@@ -175,6 +175,22 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+func TestSuggest(t *testing.T) {
+	tests := map[string]string{
+		"statedir":                `"state_dir"`,
+		"filter.member_isolaton":  `"filter.member_isolation"`,
+		"tunnel.mut":              `"tunnel.mtu"`,
+		"wan.interfaces":          `"wan.interface"`,
+		"completely_unrelated_xx": "",
+	}
+	for in, want := range tests {
+		got := suggest(in)
+		if want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("suggest(%q) = %q, want %s", in, got, want)
+		}
+	}
+}
+
 func TestLoad(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "exitd.toml")
 	if _, err := Load(p); err == nil {

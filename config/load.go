@@ -106,14 +106,42 @@ func knownKeys() []string {
 }
 
 func suggest(k string) string {
-	last := k[strings.LastIndex(k, ".")+1:]
+	last := strings.ToLower(k[strings.LastIndex(k, ".")+1:])
+	best, bestD := "", 3 // suggest only within two edits
 	for _, kk := range knownKeys() {
 		kl := kk[strings.LastIndex(kk, ".")+1:]
-		if kk != k && (kl == last || strings.ReplaceAll(kl, "_", "") == strings.ReplaceAll(strings.ToLower(last), "-", "")) {
-			return fmt.Sprintf(" (did you mean %q?)", kk)
+		if kk == k {
+			continue
+		}
+		if d := editDistance(last, kl); d < bestD {
+			best, bestD = kk, d
 		}
 	}
-	return ""
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance, for short keys.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // lineIndex maps dotted keys to the line that sets them.

@@ -19,12 +19,10 @@ func (n *Node) startKernel() (func(), error) {
 		profile = profile.WithConntrack(ct)
 	}
 	n.kernel = tuning.NewMonitor(tuning.MonitorConfig{Params: params, Profile: profile, Logger: n.log, Now: n.now})
-	rep := n.kernel.CheckNow()
-	for _, f := range rep.CriticalFailures() {
-		n.log.Warn("kernel profile: safety-critical key not in force", "key", f.Key, "want", f.Wanted, "have", f.InForce, "status", f.Status)
-	}
+	rep := n.kernel.CheckNow() // logs each key that is not as wanted
 	if len(rep.Failures()) > 0 {
-		n.log.Info("kernel profile drift (run `exitd tune check`)", "keys", len(rep.Failures()))
+		n.log.Warn("kernel profile not fully in force; see `exitd tune check`, fix with `exitd tune apply`",
+			"failing", len(rep.Failures()), "safety_critical", len(rep.CriticalFailures()))
 	}
 	return nil, nil
 }

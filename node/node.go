@@ -14,6 +14,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"exitd/config"
@@ -210,6 +212,9 @@ func (n *Node) startNAT() (func(), error) {
 		return nil, err
 	}
 	if err := m.Apply(natConfig(n.cfg)); err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%w (exitd needs CAP_NET_ADMIN to program nftables)", err)
+		}
 		return nil, err
 	}
 	n.nat = m

@@ -100,7 +100,8 @@ func Open(opts Options) (t *Tunnel, err error) {
 	}()
 	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", opts.PrivateKey.Hex(), opts.Port)
 	if err := dev.IpcSet(cfg); err != nil {
-		return nil, fmt.Errorf("tunnel: configure device: %w", err)
+		// Setting listen_port binds at once when the TUN already reported up.
+		return nil, portError(opts.Port, err)
 	}
 	if err := dev.Up(); err != nil {
 		return nil, portError(opts.Port, err)
