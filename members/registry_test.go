@@ -1,8 +1,8 @@
 package members
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
