@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -335,6 +336,13 @@ func printEffective(w io.Writer, eff *tuning.Effective, conflicts []tuning.Confl
 	for _, m := range eff.Masked {
 		fmt.Fprintln(w, "  "+m+" (masked)")
 	}
+	installed := false
+	for _, file := range eff.Files {
+		installed = installed || path.Base(file) == path.Base(tuning.BundledPath)
+	}
+	if !installed {
+		fmt.Fprintf(w, "  note: %s is not installed under %s\n", tuning.BundledPath, eff.Root)
+	}
 	for _, pr := range eff.Problems {
 		fmt.Fprintln(w, "  problem: "+pr)
 	}
@@ -354,7 +362,11 @@ func printEffective(w io.Writer, eff *tuning.Effective, conflicts []tuning.Confl
 		fmt.Fprintln(w, "exitd's profile holds at boot: no file overrides it.")
 		return
 	}
-	fmt.Fprintf(w, "exitd's profile does not fully hold at boot (%d keys):\n", len(conflicts))
+	noun := "keys"
+	if len(conflicts) == 1 {
+		noun = "key"
+	}
+	fmt.Fprintf(w, "exitd's profile does not fully hold at boot (%d %s):\n", len(conflicts), noun)
 	for _, c := range conflicts {
 		tag := "  "
 		if c.Fights() {
