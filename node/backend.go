@@ -14,6 +14,7 @@ import (
 	"exitd/keys"
 	"exitd/members"
 	"exitd/tunnel"
+	"exitd/tuning"
 )
 
 // backend is the control API's view of the node.
@@ -129,9 +130,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	}
 	if n.kernel != nil {
 		if r := n.kernel.Latest(); r != nil {
-			for _, f := range r.CriticalFailures() {
-				s.Warnings = append(s.Warnings, fmt.Sprintf("kernel: %s is %q, want %q (%s); run `exitd tune apply`", f.Key, f.InForce, f.Wanted, f.Status))
-			}
+			s.Warnings = append(s.Warnings, kernelWarnings(r.CriticalFailures())...)
 		}
 	}
 	if n.cfg.PublicEndpoint == "" {
@@ -206,4 +205,18 @@ func lookupGroup(name string) int {
 		return -1
 	}
 	return id
+}
+
+// kernelWarnings turns safety-critical kernel drift into at most three
+// lines an operator can act on.
+func kernelWarnings(fails []tuning.Result) []string {
+	var out []string
+	for i, f := range fails {
+		if i == 2 && len(fails) > 3 {
+			out = append(out, fmt.Sprintf("kernel: %d more safety-critical keys not in force; see `exitd tune check`", len(fails)-2))
+			break
+		}
+		out = append(out, fmt.Sprintf("kernel: %s is %q, want %q (%s); run `exitd tune apply`", f.Key, f.InForce, f.Wanted, f.Status))
+	}
+	return out
 }

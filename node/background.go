@@ -36,23 +36,8 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	go func() {
 		defer wg.Done()
-		n.routineStatus(ctx)
+		n.routineService(ctx) // systemd.go: STATUS, endpoints, watchdog
 	}()
-}
-
-// routineStatus refreshes the service manager's STATUS line and pings the
-// watchdog while the data path is healthy.
-func (n *Node) routineStatus(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n.notify.Notify("STATUS=" + n.statusLine())
-		}
-	}
 }
 
 func (n *Node) statusLine() string {

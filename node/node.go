@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"exitd/members"
 	"exitd/nat"
 	"exitd/sched"
+	"exitd/service"
 	"exitd/tuning"
 	"exitd/tunnel"
 )
@@ -54,6 +56,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// LoadConfig re-reads the config on reload; nil keeps the current one.
 	LoadConfig func() (*config.Config, error)
+	// Service is systemd's fd store and watchdog (see systemd.go); nil
+	// means none.
+	Service Service
 }
 
 // Node is a running exit node.
@@ -78,6 +83,12 @@ type Node struct {
 	ctl    *control.Server
 	sched  *sched.Device
 	kernel *tuning.Monitor
+
+	// systemd.go
+	svc           Service
+	handover      atomic.Bool // TUN and UDP are in the fd store: stop leaves the data path
+	health        *service.Health
+	lastEndpoints map[keys.Key]netip.AddrPort // routineService's, after start
 }
 
 type nopNotifier struct{}
@@ -89,6 +100,7 @@ func New(opts Options) *Node {
 	n := &Node{
 		log: opts.Logger, version: opts.Version, notify: opts.Notify,
 		rand: opts.Rand, now: opts.Now, cfg: opts.Config, loadCfg: opts.LoadConfig,
+		svc: opts.Service,
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -123,6 +135,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"nat", n.startNAT},
 		{"tunnel", n.startTunnel},
 		{"peers", n.startPeers},
+		{"handover", n.startHandover},
 		{"control", n.startControl},
 	}
 	for _, s := range steps {
@@ -219,6 +232,10 @@ func (n *Node) startNAT() (func(), error) {
 	}
 	n.nat = m
 	return func() {
+		if n.handingOver() {
+			n.log.Info("leaving the nftables table and member conntrack to the next exitd (exitd cleanup removes them if none starts)")
+			return
+		}
 		if err := m.Remove(); err != nil {
 			n.log.Error("remove nftables table", "err", err)
 		}
@@ -235,11 +252,13 @@ func (n *Node) startTunnel() (func(), error) {
 	if c.Tunnel.Prefix6.IsValid() {
 		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway6(), c.Tunnel.Prefix6.Bits()))
 	}
-	t, err := tunnel.Open(tunnel.Options{
+	o := tunnel.Options{
 		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port,
 		PrivateKey: n.priv, Addrs: addrs, Logger: n.log,
-		WrapTUN: n.wrapTUN, WrapBind: n.wrapBind,
-	})
+		WrapTUN: n.healthWrapTUN, WrapBind: n.healthWrapBind,
+	}
+	n.adoptFiles(&o)
+	t, err := tunnel.Open(o)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"exitd/config"
+	"exitd/control"
+	"exitd/keys"
+	"exitd/members"
+	"exitd/nat"
+	"exitd/tuning"
+)
+
+func mustConfig(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("t.toml", []byte(`public_endpoint = "198.51.100.1:443"
+[tunnel]
+ipv4 = "10.99.0.0/16"
+ipv6 = "fd00:99::/64"
+[wan]
+interface = "eth0"
+`+extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestNatConfig(t *testing.T) {
+	c := mustConfig(t, "nat = \"snat\"\nsnat_pool = \"198.51.100.10-198.51.100.20\"\nsnat_ports = \"1024-65535\"\n[filter]\nmember_isolation = false\nblock = [\"192.0.2.0/24\"]\n")
+	nc := natConfig(c)
+	if nc.Tun != "exit0" || nc.WAN != "eth0" || nc.Mode != nat.SNAT || nc.Isolation ||
+		nc.Gateway4 != netip.MustParseAddr("10.99.0.1") || nc.Gateway6 != netip.MustParseAddr("fd00:99::1") ||
+		nc.Pool4[1] != netip.MustParseAddr("198.51.100.20") || nc.Ports != [2]uint16{1024, 65535} || len(nc.Block) != 1 {
+		t.Fatalf("%+v", nc)
+	}
+	if err := nc.Validate(); err != nil {
+		t.Fatalf("mapped config invalid: %v", err)
+	}
+	m := natConfig(mustConfig(t, ""))
+	if m.Mode != nat.Masquerade || !m.Isolation {
+		t.Fatalf("%+v", m)
+	}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSchedConfig(t *testing.T) {
+	s := schedConfig(mustConfig(t, "[scheduler]\ndiscipline = \"fifo\"\negress_rate = \"95mbit\"\nbyte_limit = 100000\n"))
+	if s.Discipline != "fifo" || s.EgressRate != 95_000_000 || s.LimitBytes != 100000 {
+		t.Fatalf("%+v", s)
+	}
+}
+
+func TestRestartOnly(t *testing.T) {
+	base := mustConfig(t, "")
+	tests := []struct {
+		name, extra string
+		ok          bool
+	}{
+		{"filter change is reloadable", "[filter]\nblock = [\"192.0.2.0/24\"]\n", true},
+		{"scheduler change is reloadable", "[scheduler]\ndiscipline = \"fifo\"\n", true},
+		{"port needs restart", "[listen]\nport = 51820\n", false},
+		{"socket needs restart", "[control]\nsocket = \"/run/x.sock\"\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := restartOnly(base, mustConfig(t, tc.extra))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	mtu := mustConfig(t, "")
+	mtu.Tunnel.MTU = 1380
+	if err := restartOnly(base, mtu); err == nil || !strings.Contains(err.Error(), "[tunnel]") {
+		t.Fatalf("mtu change: %v", err)
+	}
+	if natChanged(base, mustConfig(t, "")) {
+		t.Fatal("identical configs reported as changed")
+	}
+	if !natChanged(base, mustConfig(t, "[filter]\nmember_isolation = false\n")) {
+		t.Fatal("isolation change not detected")
+	}
+}
+
+func TestPeerOf(t *testing.T) {
+	k, _ := keys.Generate(nil)
+	m := members.Member{PublicKey: k.Public(), IPv4: netip.MustParseAddr("10.99.0.7"), IPv6: netip.MustParseAddr("fd00:99::7")}
+	p := peerOf(m)
+	if p.PublicKey != m.PublicKey || len(p.Allowed) != 2 || p.Allowed[0].String() != "10.99.0.7/32" || p.Allowed[1].String() != "fd00:99::7/128" {
+		t.Fatalf("%+v", p)
+	}
+	if got := memberAddrs(members.Member{IPv6: m.IPv6}); len(got) != 1 {
+		t.Fatalf("%v", got)
+	}
+}
+
+func TestKernelWarnings(t *testing.T) {
+	var fails []tuning.Result
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		fails = append(fails, tuning.Result{Key: k, Wanted: "1", InForce: "0", Status: tuning.StatusDrift})
+	}
+	w := kernelWarnings(fails)
+	if len(w) != 3 || !strings.Contains(w[2], "3 more") || !strings.Contains(w[0], "exitd tune apply") {
+		t.Fatalf("%q", w)
+	}
+	if len(kernelWarnings(fails[:3])) != 3 || len(kernelWarnings(nil)) != 0 {
+		t.Fatal("short lists must be shown whole")
+	}
+}
+
+func TestAllowPeers(t *testing.T) {
+	allow := allowPeers("no-such-group-xyz")
+	if !allow(control.Peer{UID: 0}) || !allow(control.Peer{UID: uint32(os.Geteuid())}) {
+		t.Fatal("root and self must be allowed")
+	}
+	if os.Geteuid() == 0 && allow(control.Peer{UID: 65534, GID: 65534}) {
+		t.Fatal("nobody allowed without a group")
+	}
+	if lookupGroup("") != -1 || lookupGroup("no-such-group-xyz") != -1 {
+		t.Fatal("missing group must be -1")
+	}
+	if g := lookupGroup("root"); g != 0 {
+		t.Fatalf("root gid %d", g)
+	}
+	byGroup := allowPeers("root")
+	if !byGroup(control.Peer{UID: 12345, GID: 0}) {
+		t.Fatal("member of the group by primary gid refused")
+	}
+}
+
+func TestNodeInfoWithoutEndpoint(t *testing.T) {
+	c := mustConfig(t, "")
+	c.PublicEndpoint = ""
+	n := New(Options{Config: c})
+	ni := n.nodeInfo()
+	if !strings.Contains(ni.Endpoint, "set public_endpoint") || ni.MTU != 1420 {
+		t.Fatalf("%+v", ni)
+	}
+}
