@@ -1,0 +1,19 @@
+// Package nat owns exitd's nftables ruleset: one inet table (default name
+// "exitd") holding source NAT (masquerade or an SNAT pool) for the member
+// prefixes, the forward filter (spoof, member-isolation and leak drops), the
+// input filter that keeps members off the exit's own addresses, the TCP MSS
+// clamp, and the named counters that prove each drop.
+//
+// The table is replaced atomically in one netlink transaction (AddTable,
+// DelTable, AddTable plus everything, one Flush), removed without touching
+// any other table, and re-applied by Watch when someone else deletes it.
+// FlushConntrack forgets the members' flows at shutdown.
+//
+// Concurrency: a Manager serialises Apply, Remove and the re-apply done by
+// Watch on one mutex; Present and Counters only read the kernel.
+//
+// nat talks to the kernel through github.com/google/nftables (pinned at
+// v0.3.0; see docs/nat.md for its caveats) and vishvananda/netlink for
+// conntrack. It must not import any other exitd package; its tests may import
+// exitd/internal/testenv.
+package nat

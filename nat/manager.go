@@ -1,0 +1,233 @@
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// NetNS is a file descriptor of the network namespace to manage; 0 means
+	// the caller's namespace.
+	NetNS int
+	// Table is the table Remove, Present and Counters act on before the
+	// first Apply (exitd cleanup after a crash); empty means DefaultTable.
+	Table string
+	// Logger receives one line per apply, removal and re-apply; nil
+	// discards.
+	Logger *slog.Logger
+	// ConnOptions are appended to every nftables connection; tests pass
+	// nftables.WithTestDial here. With any set, socket buffers are left
+	// alone (the fake connection has none).
+	ConnOptions []nftables.ConnOption
+}
+
+// Counter is a named counter's value. Replacing the table resets it.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Manager owns one nftables table. Its methods may be called concurrently.
+type Manager struct {
+	netns    int
+	log      *slog.Logger
+	connOpts []nftables.ConnOption
+	fake     bool
+
+	// mu serialises every write to the kernel and guards the fields below.
+	mu      sync.Mutex
+	table   string // the table we own (last applied, or Options.Table)
+	last    Config // last successfully applied config
+	applied bool   // true between a successful Apply and Remove
+	probed  bool   // the kernel accepted an inet NAT chain
+}
+
+// socketBuffer is what Apply asks for on its netlink socket. A batch larger
+// than the send buffer fails with EMSGSIZE, and every message's ack (which
+// echoes the message) must fit the receive buffer or Flush sees ENOBUFS —
+// both bite with thousands of blocked prefixes.
+const socketBuffer = 8 << 20
+
+// New returns a Manager. It does not touch the kernel: the first Apply
+// probes for inet-family NAT (ErrInetNATUnsupported).
+func New(opts Options) (*Manager, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	table := opts.Table
+	if table == "" {
+		table = DefaultTable
+	}
+	if err := validTableName(table); err != nil {
+		return nil, fmt.Errorf("nat: %w: %w", ErrInvalidConfig, err)
+	}
+	return &Manager{
+		netns:    opts.NetNS,
+		log:      log,
+		connOpts: opts.ConnOptions,
+		fake:     len(opts.ConnOptions) > 0,
+		table:    table,
+	}, nil
+}
+
+// conn returns a fresh nftables connection; each operation dials its own
+// socket.
+func (m *Manager) conn(extra ...nftables.ConnOption) (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if m.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(m.netns))
+	}
+	if !m.fake {
+		opts = append(opts, nftables.WithSockOptions(growBuffers))
+	}
+	opts = append(opts, m.connOpts...)
+	return nftables.New(append(opts, extra...)...)
+}
+
+// growBuffers raises both socket buffers, past rmem_max/wmem_max when the
+// process may (CAP_NET_ADMIN), else as far as the sysctls allow.
+func growBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var forced error
+	if err := rc.Control(func(fd uintptr) {
+		forced = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer))
+	}); err != nil {
+		return err
+	}
+	if forced == nil {
+		return nil
+	}
+	if err := c.SetReadBuffer(socketBuffer); err != nil {
+		return err
+	}
+	return c.SetWriteBuffer(socketBuffer)
+}
+
+// Apply validates cfg and replaces the table with the ruleset for it in one
+// kernel transaction: packets see either the old table or the new one, never
+// none. Re-applying resets the counters, so call it on change only.
+func (m *Manager) Apply(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("nat: apply ruleset: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.applyLocked(cfg); err != nil {
+		return fmt.Errorf("nat: apply ruleset: %w", err)
+	}
+	m.log.Info("nat: ruleset applied", "table", cfg.table(), "mode", cfg.Mode.String(),
+		"member4", cfg.Member4.String(), "member6", cfg.Member6.String(), "isolation", cfg.Isolation, "extra_blocks", len(cfg.Block))
+	return nil
+}
+
+func (m *Manager) applyLocked(cfg Config) error {
+	if err := m.probeLocked(); err != nil {
+		return err
+	}
+	c, err := m.conn()
+	if err != nil {
+		return err
+	}
+	if old := m.table; m.applied && old != cfg.table() {
+		// Renamed: drop the old table in the same transaction.
+		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: old}
+		c.AddTable(t)
+		c.DelTable(t)
+	}
+	if err := queueRuleset(c, cfg); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	m.table, m.last, m.applied = cfg.table(), cfg, true
+	return nil
+}
+
+// Remove deletes our table and nothing else (never the whole ruleset). It is
+// idempotent: removing a missing table succeeds. Watch stops re-applying.
+func (m *Manager) Remove() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.conn()
+	if err != nil {
+		return fmt.Errorf("nat: remove ruleset: %w", err)
+	}
+	// Adding first makes the delete succeed when the table is absent.
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: m.table}
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nat: remove ruleset: %w", err)
+	}
+	m.applied = false
+	m.log.Info("nat: ruleset removed", "table", m.table)
+	return nil
+}
+
+// Present reports whether our table exists.
+func (m *Manager) Present() (bool, error) {
+	m.mu.Lock()
+	table := m.table
+	m.mu.Unlock()
+	ok, err := m.present(table)
+	if err != nil {
+		return false, fmt.Errorf("nat: list table: %w", err)
+	}
+	return ok, nil
+}
+
+func (m *Manager) present(table string) (bool, error) {
+	c, err := m.conn()
+	if err != nil {
+		return false, err
+	}
+	if _, err := c.ListTableOfFamily(table, nftables.TableFamilyINet); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// Counters returns the named counters of our table by name (see the
+// Counter* constants).
+func (m *Manager) Counters() (map[string]Counter, error) {
+	m.mu.Lock()
+	table := m.table
+	m.mu.Unlock()
+	c, err := m.conn()
+	if err != nil {
+		return nil, fmt.Errorf("nat: read counters: %w", err)
+	}
+	objs, err := c.GetObjects(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
+	if err != nil {
+		return nil, fmt.Errorf("nat: read counters: %w", err)
+	}
+	out := make(map[string]Counter, len(objs))
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *nftables.CounterObj:
+			out[o.Name] = Counter{Packets: o.Packets, Bytes: o.Bytes}
+		case *nftables.NamedObj:
+			if ctr, ok := o.Obj.(*expr.Counter); ok {
+				out[o.Name] = Counter{Packets: ctr.Packets, Bytes: ctr.Bytes}
+			}
+		}
+	}
+	return out, nil
+}
