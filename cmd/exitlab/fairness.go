@@ -1,0 +1,438 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"exitd/internal/harness"
+	"exitd/internal/netlab"
+)
+
+type fairOpts struct {
+	reps     int
+	secs     int
+	skip     int
+	out      string
+	ccs      []string
+	upstream string
+	members  int // T4
+	systems  []string
+}
+
+func newFairnessCmd(b *binFlags, stdout io.Writer) *cobra.Command {
+	o := fairOpts{}
+	cmd := &cobra.Command{
+		Use:   "fairness",
+		Short: "Per-member fairness and latency under load: srr vs fifo vs upstream wireguard-go",
+		Long: `Real members (Debian wireguard-go in their own namespaces, kernel TCP) behind a
+100 Mbit/s TBF on the exit's member-facing link, exitd pacing at 95 Mbit/s,
+for exitd's srr and fifo disciplines and a plain upstream wireguard-go exit,
+in the same run:
+
+  T1  member A 1 flow vs member B 64 flows      A's share, Jain's index
+  T2  light member C pings while A and B load   added p50/p99 RTT
+  T3  ping inside busy member A (8 flows)       added p50/p99 RTT
+  T4  N members, one of them with 64 flows      Jain over members
+  T5  A floods unresponsive UDP, B one TCP flow B's share
+  U   link utilisation in T1                    total vs fifo
+
+Per-member goodput comes from iperf3 -J interval data (receiver), skipping
+the first seconds. Writes fairness.json and prints a table of medians.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fairness(cmd.Context(), b.binaries(), o, stdout)
+		},
+	}
+	cmd.Flags().IntVar(&o.reps, "reps", 5, "repetitions (median reported)")
+	cmd.Flags().IntVar(&o.secs, "seconds", 15, "seconds per load run")
+	cmd.Flags().IntVar(&o.skip, "skip", 5, "leading seconds not counted")
+	cmd.Flags().StringVar(&o.out, "out", "bench-results", "directory for fairness.json")
+	cmd.Flags().StringSliceVar(&o.ccs, "cc", []string{"cubic", "bbr"}, "TCP congestion control of the senders")
+	cmd.Flags().StringVar(&o.upstream, "upstream", "", "upstream wireguard-go binary (default: build the pinned version)")
+	cmd.Flags().IntVar(&o.members, "members", 20, "members in T4")
+	cmd.Flags().StringSliceVar(&o.systems, "systems", []string{"srr", "fifo", "upstream"}, "systems to compare")
+	return cmd
+}
+
+// fairRun is one system × cc × rep.
+type fairRun struct {
+	System, CC string
+	Rep        int
+	Metrics    map[string]float64
+}
+
+const (
+	bottleneck = 100_000_000
+	pacing     = "95mbit"
+)
+
+func fairness(ctx context.Context, bins harness.Binaries, o fairOpts, w io.Writer) error {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "exitd-fair")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	up := o.upstream
+	if up == "" && contains(o.systems, "upstream") {
+		up = filepath.Join(dir, "wireguard-go-upstream")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", up, "golang.zx2c4.com/wireguard").CombinedOutput(); err != nil {
+			return fmt.Errorf("build upstream wireguard-go: %v: %s", err, out)
+		}
+	}
+	n := max(o.members, 3)
+	lab, err := netlab.New(ctx, netlab.Options{Members: n, DownRate: bottleneck, OffloadsOff: true})
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	for i := 0; i < n; i++ {
+		if _, err := lab.Internet.StartIperfServer(ctx, netlab.IperfPort+i); err != nil {
+			return err
+		}
+	}
+	var runs []fairRun
+	for _, cc := range o.ccs {
+		if out, err := lab.Internet.Exec(ctx, "sysctl", "-qw", "net.ipv4.tcp_congestion_control="+cc); err != nil {
+			return fmt.Errorf("set %s: %v: %s", cc, err, out)
+		}
+		for r := 1; r <= o.reps; r++ {
+			for _, sys := range o.systems {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				m, err := fairSystem(ctx, lab, bins, up, sys, dir, o, n)
+				if err != nil {
+					return fmt.Errorf("%s/%s rep %d: %w", sys, cc, r, err)
+				}
+				fmt.Fprintf(w, "%-8s %-5s rep %d  %s\n", sys, cc, r, fmtMetrics(m))
+				runs = append(runs, fairRun{System: sys, CC: cc, Rep: r, Metrics: m})
+			}
+		}
+	}
+	unshaped, err := fairUnshaped(ctx, bins, dir, o, w)
+	if err != nil {
+		return fmt.Errorf("unshaped: %w", err)
+	}
+	rep := map[string]any{"when": time.Now().UTC(), "runs": runs, "unshaped_gbps": unshaped, "options": map[string]any{
+		"reps": o.reps, "seconds": o.secs, "skip": o.skip, "bottleneck_bps": bottleneck, "pacing": pacing, "members_t4": n}}
+	printFairness(w, runs, o, unshaped)
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	path := filepath.Join(o.out, "fairness.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nwrote %s\n", path)
+	return nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// startExit starts one system with the lab's members attached.
+func startExit(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, members int, egress string) (harness.Exit, []*harness.Member, error) {
+	sub, err := os.MkdirTemp(dir, sys)
+	if err != nil {
+		return nil, nil, err
+	}
+	var exit harness.Exit
+	switch sys {
+	case "srr", "fifo":
+		extra := fmt.Sprintf("[scheduler]\ndiscipline = %q\n", sys)
+		if egress != "" {
+			extra += fmt.Sprintf("egress_rate = %q\n", egress)
+		}
+		n, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: sub, Extra: extra})
+		if err != nil {
+			return nil, nil, err
+		}
+		exit = n
+	case "upstream":
+		p, err := harness.StartPlainExit(ctx, lab, up, bins.WireguardGo, sub)
+		if err != nil {
+			return nil, nil, err
+		}
+		exit = p
+	default:
+		return nil, nil, fmt.Errorf("unknown system %q", sys)
+	}
+	var ms []*harness.Member
+	for i := 0; i < members; i++ {
+		m, err := exit.AddMember(ctx, lab.Members[i], fmt.Sprintf("m%d", i+1))
+		if err != nil {
+			for _, m := range ms {
+				m.Down()
+			}
+			exit.Close()
+			return nil, nil, err
+		}
+		ms = append(ms, m)
+	}
+	return exit, ms, nil
+}
+
+// flowSpec is one member's load in a scenario.
+type flowSpec struct {
+	member  int
+	streams int
+	udpBps  uint64 // >0: UDP at this rate instead of TCP
+}
+
+// runLoad runs the specs concurrently (downloads) and returns each member's
+// mean goodput after skip, in bits/s.
+func runLoad(ctx context.Context, lab *netlab.Lab, specs []flowSpec, o fairOpts, during func()) ([]float64, error) {
+	out := make([]float64, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		wg.Add(1)
+		go func(i int, s flowSpec) {
+			defer wg.Done()
+			args := []string{"-c", netlab.Internet4, "-p", fmt.Sprint(netlab.IperfPort + s.member), "-J", "-R",
+				"-t", fmt.Sprint(o.secs), "-i", "1", "-P", fmt.Sprint(s.streams), "--connect-timeout", "3000"}
+			if s.udpBps > 0 {
+				args = append(args, "-u", "-b", fmt.Sprint(s.udpBps), "-l", "1300")
+			}
+			b, err := lab.Members[s.member].Command(ctx, "iperf3", args...).Output()
+			res, perr := netlab.ParseIperf(b)
+			if perr != nil || err != nil {
+				errs[i] = fmt.Errorf("iperf3 member %d: %v %v", s.member+1, err, perr)
+				return
+			}
+			out[i] = meanAfter(res, time.Duration(o.skip)*time.Second)
+		}(i, s)
+	}
+	if during != nil {
+		during()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return nil, e
+		}
+	}
+	return out, nil
+}
+
+func meanAfter(r *netlab.IperfResult, skip time.Duration) float64 {
+	var sum float64
+	var n int
+	for _, iv := range r.Intervals {
+		if iv.Start >= skip {
+			sum += iv.Sum
+			n++
+		}
+	}
+	if n == 0 {
+		return r.ReceivedBps
+	}
+	return sum / float64(n)
+}
+
+// Jain is Jain's fairness index (Σx)²/(n·Σx²).
+func Jain(x []float64) float64 {
+	var s, s2 float64
+	for _, v := range x {
+		s += v
+		s2 += v * v
+	}
+	if s2 == 0 {
+		return 0
+	}
+	return s * s / (float64(len(x)) * s2)
+}
+
+func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, o fairOpts, n int) (map[string]float64, error) {
+	egress := pacing
+	exit, ms, err := startExit(ctx, lab, bins, up, sys, dir, n, egress)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, m := range ms {
+			m.Down()
+		}
+		exit.Close()
+	}()
+	m := map[string]float64{}
+	internet := netip.MustParseAddr(netlab.Internet4)
+	pingCount := (o.secs - o.skip - 1) * 10
+	idle, err := netlab.Ping(ctx, lab.Members[2], internet, 20, 50*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	// T1 + T2: A 1 flow, B 64 flows; C pings in the middle.
+	var ping *netlab.PingResult
+	var perr error
+	g, err := runLoad(ctx, lab, []flowSpec{{0, 1, 0}, {1, 64, 0}}, o, func() {
+		sleepCtx(ctx, time.Duration(o.skip)*time.Second)
+		ping, perr = netlab.Ping(ctx, lab.Members[2], internet, pingCount, 100*time.Millisecond)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	m["T1_A_share"] = g[0] / (g[0] + g[1])
+	m["T1_jain"] = Jain(g)
+	m["T1_total_mbps"] = (g[0] + g[1]) / 1e6
+	m["T2_added_p50_ms"] = ms2(ping.P50 - idle.P50)
+	m["T2_added_p99_ms"] = ms2(ping.P99 - idle.P50)
+	m["T2_loss"] = ping.Loss()
+	// T3: A 8 flows and B 8 flows; ping from inside A.
+	idleA, err := netlab.Ping(ctx, lab.Members[0], internet, 20, 50*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	_, err = runLoad(ctx, lab, []flowSpec{{0, 8, 0}, {1, 8, 0}}, o, func() {
+		sleepCtx(ctx, time.Duration(o.skip)*time.Second)
+		ping, perr = netlab.Ping(ctx, lab.Members[0], internet, pingCount, 100*time.Millisecond)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	m["T3_added_p50_ms"] = ms2(ping.P50 - idleA.P50)
+	m["T3_added_p99_ms"] = ms2(ping.P99 - idleA.P50)
+	// T5: A floods UDP at 1.5x the link, B one TCP flow.
+	g, err = runLoad(ctx, lab, []flowSpec{{0, 1, 150_000_000}, {1, 1, 0}}, o, nil)
+	if err != nil {
+		return nil, err
+	}
+	m["T5_tcp_share"] = g[1] / (g[0] + g[1])
+	// T4: n members, member 1 with 64 flows.
+	var specs []flowSpec
+	for i := 0; i < n; i++ {
+		s := 1
+		if i == 0 {
+			s = 64
+		}
+		specs = append(specs, flowSpec{i, s, 0})
+	}
+	g, err = runLoad(ctx, lab, specs, o, nil)
+	if err != nil {
+		return nil, err
+	}
+	m["T4_jain"] = Jain(g)
+	var tot float64
+	for _, v := range g {
+		tot += v
+	}
+	m["T4_total_mbps"] = tot / 1e6
+	return m, nil
+}
+
+// fairUnshaped measures the scheduler's cost: srr vs fifo without a TBF.
+func fairUnshaped(ctx context.Context, bins harness.Binaries, dir string, o fairOpts, w io.Writer) (map[string]float64, error) {
+	lab, err := netlab.New(ctx, netlab.Options{Members: 1})
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	if _, err := lab.Internet.StartIperfServer(ctx, 0); err != nil {
+		return nil, err
+	}
+	res := map[string][]float64{}
+	for r := 1; r <= o.reps; r++ {
+		for _, sys := range []string{"srr", "fifo"} {
+			exit, ms, err := startExit(ctx, lab, bins, "", sys, dir, 1, "")
+			if err != nil {
+				return nil, err
+			}
+			ir, err := lab.Members[0].Iperf(ctx, netlab.IperfOptions{Server: netip.MustParseAddr(netlab.Internet4),
+				Duration: 5 * time.Second, Streams: 8, Reverse: true, Omit: time.Second})
+			ms[0].Down()
+			exit.Close()
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(w, "unshaped %-5s rep %d  %.2f Gbit/s\n", sys, r, ir.ReceivedBps/1e9)
+			res[sys] = append(res[sys], ir.ReceivedBps/1e9)
+		}
+	}
+	return map[string]float64{"srr": median(res["srr"]), "fifo": median(res["fifo"])}, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func ms2(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func metricNames() []string {
+	return []string{"T1_A_share", "T1_jain", "T1_total_mbps", "T2_added_p50_ms", "T2_added_p99_ms",
+		"T3_added_p50_ms", "T3_added_p99_ms", "T4_jain", "T4_total_mbps", "T5_tcp_share"}
+}
+
+func fmtMetrics(m map[string]float64) string {
+	var b strings.Builder
+	for _, k := range metricNames() {
+		fmt.Fprintf(&b, "%s=%.3g ", k, m[k])
+	}
+	return b.String()
+}
+
+func printFairness(w io.Writer, runs []fairRun, o fairOpts, unshaped map[string]float64) {
+	fmt.Fprintf(w, "\nFairness under a 100 Mbit/s bottleneck, medians of %d runs (%d s, first %d s skipped)\n", o.reps, o.secs, o.skip)
+	targets := map[string]string{
+		"T1_A_share": ">= 0.45", "T1_jain": ">= 0.99", "T2_added_p50_ms": "<= 1", "T2_added_p99_ms": "<= 5",
+		"T3_added_p50_ms": "<= 5", "T3_added_p99_ms": "<= 15", "T4_jain": ">= 0.98", "T5_tcp_share": ">= 0.45",
+	}
+	for _, cc := range o.ccs {
+		fmt.Fprintf(w, "\n%s:\n", cc)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "metric\t%s\ttarget (srr)\t\n", strings.Join(o.systems, "\t"))
+		med := map[string]float64{}
+		for _, k := range metricNames() {
+			row := []string{k}
+			for _, sys := range o.systems {
+				var v []float64
+				for _, r := range runs {
+					if r.System == sys && r.CC == cc {
+						v = append(v, r.Metrics[k])
+					}
+				}
+				med[sys+k] = median(v)
+				row = append(row, fmt.Sprintf("%.3f", med[sys+k]))
+			}
+			row = append(row, targets[k])
+			fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+		}
+		if f := med["fifo"+"T1_total_mbps"]; f > 0 {
+			fmt.Fprintf(tw, "U (srr/fifo total in T1)\t%.3f\t\t\t>= 0.98\t\n", med["srr"+"T1_total_mbps"]/f)
+		}
+		tw.Flush()
+	}
+	if unshaped["fifo"] > 0 {
+		fmt.Fprintf(w, "\nunshaped, 1 member 8 flows down: srr %.2f Gbit/s, fifo %.2f Gbit/s, ratio %.3f (target >= 0.95)\n",
+			unshaped["srr"], unshaped["fifo"], unshaped["srr"]/unshaped["fifo"])
+	}
+}
