@@ -29,6 +29,7 @@ type fairOpts struct {
 	upstream string
 	members  int // T4
 	systems  []string
+	cc       string // per run: set on the sockets with iperf3 -C (a child netns may not change the default)
 }
 
 func newFairnessCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -107,15 +108,12 @@ func fairness(ctx context.Context, bins harness.Binaries, o fairOpts, w io.Write
 	}
 	var runs []fairRun
 	for _, cc := range o.ccs {
-		if out, err := lab.Internet.Exec(ctx, "sysctl", "-qw", "net.ipv4.tcp_congestion_control="+cc); err != nil {
-			return fmt.Errorf("set %s: %v: %s", cc, err, out)
-		}
 		for r := 1; r <= o.reps; r++ {
 			for _, sys := range o.systems {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				m, err := fairSystem(ctx, lab, bins, up, sys, dir, o, n)
+				m, err := fairSystem(ctx, lab, bins, up, sys, dir, o, n, cc)
 				if err != nil {
 					return fmt.Errorf("%s/%s rep %d: %w", sys, cc, r, err)
 				}
@@ -212,6 +210,8 @@ func runLoad(ctx context.Context, lab *netlab.Lab, specs []flowSpec, o fairOpts,
 				"-t", fmt.Sprint(o.secs), "-i", "1", "-P", fmt.Sprint(s.streams), "--connect-timeout", "3000"}
 			if s.udpBps > 0 {
 				args = append(args, "-u", "-b", fmt.Sprint(s.udpBps), "-l", "1300")
+			} else if o.cc != "" {
+				args = append(args, "-C", o.cc) // iperf3 applies it on both ends
 			}
 			b, err := lab.Members[s.member].Command(ctx, "iperf3", args...).Output()
 			res, perr := netlab.ParseIperf(b)
@@ -262,7 +262,8 @@ func Jain(x []float64) float64 {
 	return s * s / (float64(len(x)) * s2)
 }
 
-func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, o fairOpts, n int) (map[string]float64, error) {
+func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, o fairOpts, n int, cc string) (map[string]float64, error) {
+	o.cc = cc
 	egress := pacing
 	exit, ms, err := startExit(ctx, lab, bins, up, sys, dir, n, egress)
 	if err != nil {

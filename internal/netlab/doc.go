@@ -1,0 +1,28 @@
+// Package netlab builds the exitd lab out of network namespaces, for
+// integration tests (the real exitd binary), the demo and benchmarks:
+//
+//	[member-i] --veth-- [hub: bridge br0] --veth mlan0-- [exit] --veth wan0-- [internet]
+//	                                                        \--veth lan0-- [mgmt]
+//
+// Every namespace is named (it appears in /run/netns, so `ip netns exec NAME`
+// works for spawned programs such as wireguard-go, iperf3 and curl) and
+// carries a random per-lab prefix, so labs run in parallel. Every veth is
+// created inside one of the lab's namespaces with its peer placed directly in
+// another: nothing ever touches the host's root network namespace, not even
+// transiently, and sysctls are only written inside lab namespaces.
+//
+// Addressing is fixed (see the constants in addr.go): the member underlay is
+// 198.18.0.0/16 and 2001:2:0:2::/64 (exit .0.1, member i 198.18.1.i, ...), the
+// exit's WAN is 203.0.113.1/24 and 2001:2:0:1::1/64 towards the internet host
+// (.2, which also holds the cloud-metadata address 169.254.169.254), and the
+// exit's private LAN is 10.200.0.0/24 and fd00:200::/64 towards the mgmt host.
+// The internet host has no route back to the member underlay.
+//
+// Lab.Close always runs to the end: it stops HTTP servers and processes
+// started through the lab (and, as a safety net, any other process left in a
+// lab namespace), closes handles and deletes every namespace, which removes
+// its links. Close is idempotent.
+//
+// netlab knows nothing about exitd; it must not import any exitd package
+// other than internal/testenv.
+package netlab
