@@ -1,0 +1,150 @@
+package sched
+
+import (
+	"os"
+	"time"
+)
+
+// Write queues packets from wireguard-go (decrypted upload, packet at
+// bufs[i][offset:]) for the drain to write to the real TUN in DRR order.
+// It is safe for concurrent use, never blocks and never fails while open:
+// packets over the limits are counted drops, as in a qdisc. It returns
+// len(bufs), or os.ErrClosed after Close.
+func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
+	if d.isClosed() {
+		return 0, os.ErrClosed
+	}
+	now := d.nanotime()
+	for start := 0; start < len(bufs); start += classifyChunk {
+		d.enqueueUp(bufs[start:min(start+classifyChunk, len(bufs))], offset, now)
+	}
+	nudge(d.wakeDrain)
+	return len(bufs), nil
+}
+
+func (d *Device) enqueueUp(bufs [][]byte, offset int, now int64) {
+	var (
+		ents   [classifyChunk]*memberEntry
+		hashes [classifyChunk]uint64
+		lastK  addrKey
+		last   *memberEntry
+	)
+	d.reg.mu.RLock()
+	for i, b := range bufs {
+		if offset < 0 || len(b) <= offset {
+			continue
+		}
+		k, ok, h := classify(b[offset:], false, &d.key)
+		if last == nil || k != lastK || !ok {
+			last, lastK = d.reg.lookupRLocked(k, ok), k
+		}
+		ents[i], hashes[i] = last, h
+	}
+	d.reg.mu.RUnlock()
+
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	q := d.up
+	for i, b := range bufs {
+		e := ents[i]
+		if e == nil {
+			continue
+		}
+		pkt := b[offset:]
+		j := q.alloc()
+		s := &q.slots[j]
+		if need := headroom + len(pkt); cap(s.buf) < need {
+			s.buf = make([]byte, max(need, d.bufSize)) // slab growth or jumbo
+		}
+		s.buf = s.buf[:cap(s.buf)]
+		copy(s.buf[headroom:], pkt)
+		s.n = int32(len(pkt))
+		q.enqueue(j, &e.up, hashes[i], now)
+	}
+}
+
+// RoutineDrain writes the up queue to the real TUN in scheduled order, in
+// batches of the inner device's BatchSize, paced at IngressRate if set.
+// Only this goroutine calls the inner device's Write.
+func (d *Device) RoutineDrain() {
+	defer d.wg.Done()
+	var (
+		stage  = make([][]byte, d.batch) // owned buffers, swapped with slots
+		out    = make([][]byte, d.batch)
+		pace   pacer
+		timer  = time.NewTimer(time.Hour)
+		waitNs int64
+	)
+	timer.Stop()
+	for i := range stage {
+		stage[i] = make([]byte, d.bufSize)
+	}
+	for {
+		if waitNs > 0 {
+			timer.Reset(time.Duration(waitNs))
+			select {
+			case <-d.wakeDrain:
+			case <-timer.C:
+			case <-d.closed:
+				return
+			}
+			timer.Stop()
+		} else {
+			select {
+			case <-d.wakeDrain:
+			case <-d.closed:
+				return
+			}
+		}
+		for {
+			p := d.cfg.Load()
+			now := d.nanotime()
+			pace.configure(p.ingressRate, p.burst, p.quantum, now)
+			budget, wait := pace.allowance(now)
+			waitNs = wait
+			if budget <= 0 {
+				break
+			}
+			n, wire := d.dequeueUp(now, stage, out, budget)
+			if n == 0 {
+				waitNs = 0
+				break
+			}
+			pace.charge(wire)
+			if _, err := d.inner.Write(out[:n], headroom); err != nil {
+				if d.isClosed() || errClosedInner(err) {
+					return
+				}
+				d.innerWriteErrors.Add(1)
+			}
+			for k := range n {
+				if cap(stage[k]) > d.bufSize { // a jumbo packet's buffer: let it go
+					stage[k] = make([]byte, d.bufSize)
+				}
+			}
+		}
+	}
+}
+
+// dequeueUp swaps up to len(stage) packets worth about budget bytes out of
+// the up queue into stage, and slices them into out for the inner Write.
+func (d *Device) dequeueUp(now int64, stage, out [][]byte, budget int64) (n int, wire int64) {
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	q := d.up
+	for n < len(stage) && budget > 0 {
+		i := q.dequeue(now)
+		if i == 0 {
+			break
+		}
+		s := &q.slots[i]
+		w := s.wire()
+		budget -= w
+		wire += w
+		stage[n], s.buf = s.buf, stage[n]
+		out[n] = stage[n][:headroom+int(s.n)]
+		q.release(i)
+		n++
+	}
+	return n, wire
+}
