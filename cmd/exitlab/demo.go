@@ -88,7 +88,7 @@ func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Dura
 
 	s.step("The member fetches http://%s/ip and http://[%s]/ip through the tunnel", netlab.Internet4, netlab.Internet6)
 	for _, url := range []string{"http://" + netlab.Internet4 + "/ip", "http://[" + netlab.Internet6 + "]/ip"} {
-		body, err := get(ctx, m.NS, url, 5*time.Second)
+		body, err := harness.Get(ctx, m.NS, url, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("fetch %s: %w", url, err)
 		}
@@ -96,7 +96,7 @@ func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Dura
 	}
 
 	s.step("Leak protection: the member tries the exit's private LAN host %s", netlab.Mgmt4)
-	if _, err := get(ctx, m.NS, "http://"+netlab.Mgmt4+"/", 1500*time.Millisecond); err == nil {
+	if _, err := harness.Get(ctx, m.NS, "http://"+netlab.Mgmt4+"/", 1500*time.Millisecond); err == nil {
 		return fmt.Errorf("the member reached the management host: leak protection failed")
 	}
 	fmt.Fprintf(w, "    blocked (leak_drop counter: %d)\n", drops(ctx, node)["leak_drop"])
@@ -197,18 +197,6 @@ func rate(bytesPerSec uint64) string {
 	return fmt.Sprintf("%.1f Mbit/s", float64(bytesPerSec)*8/1e6)
 }
 
-func get(ctx context.Context, ns *netlab.NS, url string, d time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := ns.HTTPClient().Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"

@@ -68,19 +68,9 @@ func httpGet(ctx context.Context, ns *netlab.NS, url string) (string, error) {
 	return httpGetTimeout(ctx, ns, url, 5*time.Second)
 }
 
-// httpGetTimeout is httpGet for probes expected to fail: a dropped SYN
-// only ends by timeout, so keep it short.
+// httpGetTimeout is httpGet for probes expected to fail.
 func httpGetTimeout(ctx context.Context, ns *netlab.NS, url string, d time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := ns.HTTPClient().Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	return harness.Get(ctx, ns, url, d)
 }
 
 // counters reads exitd's nft counters through `exitctl status --json`.

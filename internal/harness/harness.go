@@ -13,6 +13,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +171,22 @@ func (n *Node) Terminate(timeout time.Duration) (int, error) {
 		return -1, err
 	}
 	return 0, nil
+}
+
+// Get fetches url from inside ns with a deadline; probes expected to be
+// dropped need a short one (a dropped SYN only ends by timeout).
+func Get(ctx context.Context, ns *netlab.NS, url string, d time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := ns.HTTPClient().Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
