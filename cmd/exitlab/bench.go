@@ -81,13 +81,13 @@ type sample struct {
 }
 
 type benchReport struct {
-	When        time.Time          `json:"when"`
-	Reps        int                `json:"reps"`
-	Seconds     int                `json:"seconds"`
-	Samples     []sample           `json:"samples"`
-	Median      map[string]float64 `json:"median_gbps"`        // system/scenario
-	MedianCPU   map[string]float64 `json:"median_cpu_s_per_gb"` // system/scenario
-	TBF         *tbfReport         `json:"tbf_50mbit,omitempty"`
+	When      time.Time          `json:"when"`
+	Reps      int                `json:"reps"`
+	Seconds   int                `json:"seconds"`
+	Samples   []sample           `json:"samples"`
+	Median    map[string]float64 `json:"median_gbps"`         // system/scenario
+	MedianCPU map[string]float64 `json:"median_cpu_s_per_gb"` // system/scenario
+	TBF       *tbfReport         `json:"tbf_50mbit,omitempty"`
 }
 
 type tbfReport struct {

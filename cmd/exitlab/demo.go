@@ -197,7 +197,6 @@ func rate(bytesPerSec uint64) string {
 	return fmt.Sprintf("%.1f Mbit/s", float64(bytesPerSec)*8/1e6)
 }
 
-
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
 }
