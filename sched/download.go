@@ -8,7 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// RoutineReadInner reads the real TUN eagerly into the down queue, so the
+// RoutineReadInner (started by NewDevice; do not call) reads the real TUN eagerly into the down queue, so the
 // kernel's 500-slot TUN ring never fills and the queue forms here. Read
 // buffers are swapped into queue slots, not copied.
 func (d *Device) RoutineReadInner() {

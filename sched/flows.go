@@ -15,16 +15,18 @@ type flowQ struct {
 	bytes      int64 // queued on-wire bytes
 	pkts       int32
 	deficit    int32
-	tag        uint64 // flow hash | 1 of the current owner; 0 = never used
 	cd         codel
 	next       int8 // 1-based flow index in the member's new/old list
 	list       uint8
 }
 
-// flowTable is a member's set of flow queues and its DRR++ lists.
+// flowTable is a member's set of flow queues and its DRR++ lists. The
+// tags sit apart from the queues so a lookup reads one cache line.
 type flowTable struct {
-	flows                              [flowsPerMember]flowQ
 	newHead, newTail, oldHead, oldTail int8 // 1-based, 0 = empty
+	// tags[i] is flow hash | 1 of queue i's current owner; 0 = never used.
+	tags  [flowsPerMember]uint32
+	flows [flowsPerMember]flowQ
 }
 
 // pick returns the 1-based index of the queue for hash: the way whose tag
@@ -32,16 +34,17 @@ type flowTable struct {
 // hash-chosen way of the set (a collision, confined to this member).
 func (ft *flowTable) pick(hash uint64) int8 {
 	set := int(hash>>61) * flowWays
-	tag := hash | 1
-	for w := range flowWays {
-		if ft.flows[set+w].tag == tag {
+	tag := uint32(hash) | 1
+	tags := (*[flowWays]uint32)(ft.tags[set : set+flowWays])
+	for w, t := range tags {
+		if t == tag {
 			return int8(set + w + 1)
 		}
 	}
 	for w := range flowWays {
 		f := &ft.flows[set+w]
 		if f.pkts == 0 {
-			f.tag = tag
+			tags[w] = tag
 			f.cd = codel{}
 			return int8(set + w + 1)
 		}

@@ -197,12 +197,12 @@ func TestFlowTableSetAssociative(t *testing.T) {
 			t.Fatalf("same hash picked way %d then %d", fi, again)
 		}
 	}
-	if fi := ft.pick(uint64(3)<<61 | 1<<40); !seen[fi] {
+	if fi := ft.pick(uint64(3)<<61 | 0x10000); !seen[fi] {
 		t.Fatalf("9th flow of a full set got a new way %d", fi)
 	}
 	// An emptied way is reclaimed by a new flow.
 	ft.flows[(3*8)+2].pkts = 0
-	if fi := ft.pick(uint64(3)<<61 | 1<<41); fi != 3*8+2+1 {
+	if fi := ft.pick(uint64(3)<<61 | 0x20000); fi != 3*8+2+1 {
 		t.Fatalf("empty way not reclaimed, got %d", fi)
 	}
 }

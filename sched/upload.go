@@ -63,7 +63,7 @@ func (d *Device) enqueueUp(bufs [][]byte, offset int, now int64) {
 	}
 }
 
-// RoutineDrain writes the up queue to the real TUN in scheduled order, in
+// RoutineDrain (started by NewDevice; do not call) writes the up queue to the real TUN in scheduled order, in
 // batches of the inner device's BatchSize, paced at IngressRate if set.
 // Only this goroutine calls the inner device's Write.
 func (d *Device) RoutineDrain() {
@@ -71,6 +71,8 @@ func (d *Device) RoutineDrain() {
 	var (
 		stage  = make([][]byte, d.batch) // owned buffers, swapped with slots
 		out    = make([][]byte, d.batch)
+		hashes = make([]uint64, d.batch)
+		heads  groHeads
 		pace   pacer
 		timer  = time.NewTimer(time.Hour)
 		waitNs int64
@@ -105,12 +107,15 @@ func (d *Device) RoutineDrain() {
 			if budget <= 0 {
 				break
 			}
-			n, wire := d.dequeueUp(now, stage, out, budget)
+			n, wire := d.dequeueUp(now, stage, out, hashes, budget)
 			if n == 0 {
 				waitNs = 0
 				break
 			}
 			pace.charge(wire)
+			if d.batch > 1 {
+				heads.prepare(out[:n], hashes[:n])
+			}
 			if _, err := d.inner.Write(out[:n], headroom); err != nil {
 				if d.isClosed() || errClosedInner(err) {
 					return
@@ -128,7 +133,7 @@ func (d *Device) RoutineDrain() {
 
 // dequeueUp swaps up to len(stage) packets worth about budget bytes out of
 // the up queue into stage, and slices them into out for the inner Write.
-func (d *Device) dequeueUp(now int64, stage, out [][]byte, budget int64) (n int, wire int64) {
+func (d *Device) dequeueUp(now int64, stage, out [][]byte, hashes []uint64, budget int64) (n int, wire int64) {
 	d.upMu.Lock()
 	defer d.upMu.Unlock()
 	q := d.up
@@ -143,8 +148,41 @@ func (d *Device) dequeueUp(now int64, stage, out [][]byte, budget int64) (n int,
 		wire += w
 		stage[n], s.buf = s.buf, stage[n]
 		out[n] = stage[n][:headroom+int(s.n)]
+		hashes[n] = s.hash
 		q.release(i)
 		n++
 	}
 	return n, wire
+}
+
+// groHeads lets the inner TUN's GRO coalesce uploads. Linux's TUN Write
+// (offload on, BatchSize > 1) appends each flow's later segments into the
+// spare capacity of the flow's first packet in the batch; queue slots are
+// MTU-sized, so the first packet of each flow in a batch is copied into a
+// 64 KiB buffer. That is one extra copy per flow per batch (not per
+// packet), which buys one write syscall per flow instead of per packet.
+type groHeads struct {
+	bufs [][]byte // 64 KiB buffers, allocated on first use
+	seen [256]uint64
+	gen  [256]uint32
+	cur  uint32
+}
+
+func (g *groHeads) prepare(out [][]byte, hashes []uint64) {
+	g.cur++
+	used := 0
+	for k, h := range hashes {
+		slot := int(h & 255)
+		if g.gen[slot] == g.cur && g.seen[slot] == h {
+			continue // a later packet of a flow already headed
+		}
+		g.gen[slot], g.seen[slot] = g.cur, h
+		if used == len(g.bufs) {
+			g.bufs = append(g.bufs, make([]byte, headroom+65535))
+		}
+		b := g.bufs[used]
+		used++
+		copy(b[headroom:], out[k][headroom:])
+		out[k] = b[:len(out[k])]
+	}
 }
