@@ -111,7 +111,9 @@ func TestDeviceConcurrent(t *testing.T) {
 			t.Fatalf("accounting broken after concurrent run: %+v", ds)
 		}
 	}
-	if st.Up.EnqueuedPackets != 3000 {
-		t.Fatalf("upload enqueued %d, want 3000", st.Up.EnqueuedPackets)
+	// Uploads either went straight to the TUN (nothing queued) or through
+	// the queue; none is lost.
+	if got := st.Up.EnqueuedPackets + st.UpBypassPackets; got != 3000 {
+		t.Fatalf("upload enqueued %d + bypassed %d, want 3000", st.Up.EnqueuedPackets, st.UpBypassPackets)
 	}
 }

@@ -45,6 +45,11 @@ type Config struct {
 	CoDelTarget, CoDelInterval time.Duration
 	// DisableECN drops instead of marking CE on ECN-capable packets.
 	DisableECN bool
+	// NoUploadBypass always queues uploads, even when nothing is queued and
+	// no IngressRate applies. By default such uploads go straight to the
+	// TUN (zero copy, GRO intact), as a qdisc bypasses its empty queue; this
+	// matters only with an inner device whose Write can block (test fakes).
+	NoUploadBypass bool
 	// InflightBytes bounds download bytes handed to wireguard-go but not yet
 	// sent by the bind. 0 = 1 MiB.
 	InflightBytes int
@@ -92,6 +97,7 @@ type params struct {
 	fifo          bool
 	egressRate    uint64 // bits/s, 0 = none
 	ingressRate   uint64
+	bypass        bool
 	downLimit     limits
 	upLimit       limits
 	quantum       int32
@@ -142,6 +148,7 @@ func (c Config) normalize(mtu int) (params, error) {
 	p.interval = int64(orDefault(c.CoDelInterval, defInterval, minInterval, maxInterval))
 	p.target = min(p.target, p.interval)
 	p.ecn = !c.DisableECN
+	p.bypass = !c.NoUploadBypass
 	inf := c.InflightBytes
 	if inf <= 0 {
 		inf = defInflight

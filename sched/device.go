@@ -84,6 +84,10 @@ type Device struct {
 	upMu sync.Mutex
 	up   *queue
 
+	// writeMu serializes writes to the inner TUN (drain and bypass); lock
+	// order: writeMu, then upMu.
+	writeMu sync.Mutex
+
 	readMu    sync.Mutex // serializes Read
 	readStage [][]byte   // buffers swapped out of the down queue
 	readLens  []int32
@@ -102,6 +106,7 @@ type Device struct {
 	innerReadErrors  atomic.Uint64
 	innerWriteErrors atomic.Uint64
 	oversizeDrops    atomic.Uint64
+	upBypassPkts     atomic.Uint64
 }
 
 var _ tun.Device = (*Device)(nil)

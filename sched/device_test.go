@@ -114,7 +114,7 @@ func TestDeviceDownloadScheduledOrder(t *testing.T) {
 func TestDeviceWriteNeverBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ch := tuntest.NewChannelTUN()
-		d := newTestDevice(t, ch.TUN(), Config{LimitPackets: 64}, 2)
+		d := newTestDevice(t, ch.TUN(), Config{LimitPackets: 64, NoUploadBypass: true}, 2)
 		defer d.Close()
 		bufs := make([][]byte, 0, 100)
 		for range 100 {
@@ -452,7 +452,7 @@ func TestDeviceSetConfigKeepsQueue(t *testing.T) {
 func TestDeviceClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ch := tuntest.NewChannelTUN()
-		d := newTestDevice(t, ch.TUN(), Config{}, 1)
+		d := newTestDevice(t, ch.TUN(), Config{NoUploadBypass: true}, 1)
 		readErr := make(chan error)
 		go func() {
 			bufs, sizes := wgBufs(1)
@@ -570,4 +570,49 @@ func TestDeviceManyMembers(t *testing.T) {
 	if got := d.Stats().Members; got != n {
 		t.Fatalf("Stats().Members = %d", got)
 	}
+}
+
+// An upload with nothing queued goes straight to the TUN in the caller's
+// buffers (zero copy, the TUN's GRO sees the whole batch); with an ingress
+// rate it is always queued; a queued backlog is never overtaken.
+func TestUploadBypass(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ch := tuntest.NewChannelTUN()
+		d := newTestDevice(t, ch.TUN(), Config{}, 2)
+		defer d.Close()
+		pkt := func(m int, sport uint16) [][]byte {
+			return [][]byte{append(make([]byte, wgOffset), ipv4Packet(memberAddr(m), serverAddr, protoTCP, sport, 80, 100, 0)...)}
+		}
+		done := make(chan struct{})
+		go func() {
+			d.Write(pkt(0, 1), wgOffset) // bypass: blocks in the channel TUN until read
+			close(done)
+		}()
+		synctest.Wait()
+		// The bypass writer holds the TUN; this Write must queue, not wait.
+		if n, err := d.Write(pkt(1, 2), wgOffset); n != 1 || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		first := <-ch.Inbound
+		<-done
+		second := <-ch.Inbound
+		if srcMember(first) != 0 || srcMember(second) != 1 {
+			t.Fatalf("order %d then %d", srcMember(first), srcMember(second))
+		}
+		synctest.Wait()
+		st := d.Stats()
+		if st.UpBypassPackets != 1 || st.Up.EnqueuedPackets != 1 || st.Up.SentPackets != 1 {
+			t.Fatalf("bypass %d, enqueued %d, sent %d", st.UpBypassPackets, st.Up.EnqueuedPackets, st.Up.SentPackets)
+		}
+		// With an ingress rate every upload is scheduled.
+		if err := d.SetConfig(Config{IngressRate: 10_000_000}); err != nil {
+			t.Fatal(err)
+		}
+		d.Write(pkt(2, 3), wgOffset)
+		<-ch.Inbound
+		synctest.Wait()
+		if st := d.Stats(); st.UpBypassPackets != 1 || st.Up.EnqueuedPackets != 2 {
+			t.Fatalf("with ingress rate: bypass %d, enqueued %d", st.UpBypassPackets, st.Up.EnqueuedPackets)
+		}
+	})
 }

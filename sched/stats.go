@@ -81,7 +81,10 @@ type Stats struct {
 	InflightForgivenBytes uint64 // debt expired unmatched (never sent)
 	InnerReadErrors       uint64
 	InnerWriteErrors      uint64
-	OversizeDrops         uint64 // packets larger than wireguard-go's buffer
+	// UpBypassPackets went straight to the TUN because nothing was queued
+	// for upload (and no ingress rate applies).
+	UpBypassPackets uint64
+	OversizeDrops   uint64 // packets larger than wireguard-go's buffer
 }
 
 func (q *queue) dirStats() DirStats {
@@ -125,6 +128,7 @@ func (d *Device) Stats() Stats {
 		InflightLimit:    p.inflightLimit,
 		InnerReadErrors:  d.innerReadErrors.Load(),
 		InnerWriteErrors: d.innerWriteErrors.Load(),
+		UpBypassPackets:  d.upBypassPkts.Load(),
 		OversizeDrops:    d.oversizeDrops.Load(),
 	}
 	st.InflightBytes, st.InflightForgivenBytes = d.infl.load()

@@ -14,12 +14,41 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	if d.isClosed() {
 		return 0, os.ErrClosed
 	}
+	if d.writeBypass(bufs, offset) {
+		return len(bufs), nil
+	}
 	now := d.nanotime()
 	for start := 0; start < len(bufs); start += classifyChunk {
 		d.enqueueUp(bufs[start:min(start+classifyChunk, len(bufs))], offset, now)
 	}
 	nudge(d.wakeDrain)
 	return len(bufs), nil
+}
+
+// writeBypass writes bufs straight to the inner TUN when nothing is queued
+// for upload and no ingress rate applies, and reports whether it did. Like a
+// qdisc bypassing its empty queue, this keeps wireguard-go's zero-copy path
+// and lets the TUN's GRO coalesce the whole batch; a scheduler only has work
+// when a queue forms. writeMu orders bypass writes against the drain: the
+// drain holds it from dequeue to write, so a bypass can never overtake
+// packets already taken off the queue.
+func (d *Device) writeBypass(bufs [][]byte, offset int) bool {
+	if p := d.cfg.Load(); !p.bypass || p.ingressRate != 0 {
+		return false
+	}
+	d.upMu.Lock()
+	if d.up.pkts != 0 || !d.writeMu.TryLock() {
+		d.upMu.Unlock()
+		return false
+	}
+	d.upMu.Unlock()
+	_, err := d.inner.Write(bufs, offset)
+	d.writeMu.Unlock()
+	if err != nil && !d.isClosed() && !errClosedInner(err) {
+		d.innerWriteErrors.Add(1)
+	}
+	d.upBypassPkts.Add(uint64(len(bufs)))
+	return true
 }
 
 func (d *Device) enqueueUp(bufs [][]byte, offset int, now int64) {
@@ -107,8 +136,10 @@ func (d *Device) RoutineDrain() {
 			if budget <= 0 {
 				break
 			}
+			d.writeMu.Lock()
 			n, wire := d.dequeueUp(now, stage, out, hashes, budget)
 			if n == 0 {
+				d.writeMu.Unlock()
 				waitNs = 0
 				break
 			}
@@ -116,7 +147,9 @@ func (d *Device) RoutineDrain() {
 			if d.batch > 1 {
 				heads.prepare(out[:n], hashes[:n])
 			}
-			if _, err := d.inner.Write(out[:n], headroom); err != nil {
+			_, err := d.inner.Write(out[:n], headroom)
+			d.writeMu.Unlock()
+			if err != nil {
 				if d.isClosed() || errClosedInner(err) {
 					return
 				}

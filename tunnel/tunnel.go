@@ -45,6 +45,12 @@ type Options struct {
 	WrapBind func(conn.Bind) conn.Bind
 	// NoUAPI skips the /var/run/wireguard socket (unit tests).
 	NoUAPI bool
+
+	// TUN and UDP are a previous process's TUN and UDP sockets (systemd's
+	// fd store, see adopt.go), adopted instead of created; Open takes
+	// ownership. Unusable ones are closed and logged, and fresh ones made.
+	TUN *os.File
+	UDP []*os.File
 }
 
 // Tunnel is a running WireGuard endpoint.
@@ -53,6 +59,8 @@ type Tunnel struct {
 	name string
 	dev  *device.Device
 	uapi net.Listener
+	raw  tun.Device // the TUN itself, under any WrapTUN
+	bind *udpBind   // owns the UDP sockets for the Tunnel's life
 
 	closeOnce sync.Once
 	closeErr  error
@@ -66,10 +74,29 @@ func Open(opts Options) (t *Tunnel, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	raw, err := tun.CreateTUN(opts.Name, opts.MTU)
-	if err != nil {
-		return nil, createError(opts.Name, err)
+	raw, adopted, adoptErr, err := openTUN(opts)
+	if adoptErr != nil {
+		log.Warn("tunnel: inherited TUN not adopted", "err", adoptErr)
 	}
+	if err != nil {
+		for _, f := range opts.UDP {
+			f.Close()
+		}
+		return nil, err
+	}
+	v4, v6, problems := adoptUDP(opts.UDP, opts.Port)
+	for _, p := range problems {
+		log.Warn("tunnel: inherited UDP socket not adopted", "err", p)
+	}
+	if adopted || v4 != nil || v6 != nil {
+		log.Info("tunnel: adopted the previous process's devices", "tun", adopted, "udp4", v4 != nil, "udp6", v6 != nil)
+	}
+	ub := newUDPBind(v4, v6, opts.Port)
+	defer func() {
+		if err != nil {
+			ub.release()
+		}
+	}()
 	var td tun.Device = raw
 	defer func() {
 		if err != nil && td != nil {
@@ -86,13 +113,13 @@ func Open(opts Options) (t *Tunnel, err error) {
 		}
 		td = w
 	}
-	var bind conn.Bind = conn.NewDefaultBind()
+	var bind conn.Bind = ub
 	if opts.WrapBind != nil {
 		bind = opts.WrapBind(bind)
 	}
 	dev := device.NewDevice(td, bind, wgLogger(log))
 	td = nil // owned by dev now
-	t = &Tunnel{log: log, name: opts.Name, dev: dev, uapiDone: make(chan struct{})}
+	t = &Tunnel{log: log, name: opts.Name, dev: dev, raw: raw, bind: ub, uapiDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			dev.Close()
@@ -179,6 +206,7 @@ func (t *Tunnel) Close() error {
 		}
 		t.dev.Close()
 		<-t.uapiDone
+		t.closeErr = t.bind.release()
 	})
 	return t.closeErr
 }
