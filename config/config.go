@@ -22,6 +22,8 @@ const (
 	DefaultNAT        = "masquerade"
 	DefaultDiscipline = "srr"
 	DefaultQuarantine = 24 * time.Hour
+	// DefaultSampleInterval is the Dante report's 15 s.
+	DefaultSampleInterval = 15 * time.Second
 )
 
 // Config is the whole file. Field tags are the TOML names operators write;
@@ -124,10 +126,17 @@ type Members struct {
 	Quarantine Duration `toml:"address_quarantine"`
 }
 
-// Metrics is the Prometheus endpoint.
+// Metrics is the Prometheus endpoint and the load report's sampler.
 type Metrics struct {
+	// Listen is host:port for /metrics; empty means 127.0.0.1:9586 (a busy
+	// default only warns), "off" serves nothing.
 	Listen string `toml:"listen"`
+	// SampleInterval is the load report's sampling period (default 15s).
+	SampleInterval Duration `toml:"sample_interval"`
 }
+
+// MetricsOff is the [metrics] listen value that disables the endpoint.
+const MetricsOff = "off"
 
 // Log is the daemon's logging.
 type Log struct {

@@ -40,6 +40,7 @@ func TestDefaults(t *testing.T) {
 		{"egress", c.Scheduler.Egress, uint64(0)},
 		{"quarantine", c.Members.Quarantine.Duration, 24 * time.Hour},
 		{"log", c.Log.Level, "info"},
+		{"sample", c.Metrics.SampleInterval.Duration, 15 * time.Second},
 		{"gw4", c.Tunnel.Gateway4(), netip.MustParseAddr("10.99.0.1")},
 		{"gw6", c.Tunnel.Gateway6(), netip.MustParseAddr("fd00:99::1")},
 		{"path", c.Path, "exitd.toml"},
@@ -147,6 +148,7 @@ func TestErrors(t *testing.T) {
 		{"byte limit", minimal + "[scheduler]\nbyte_limit = -1\n", 9, "scheduler.byte_limit", "auto"},
 		{"quarantine", minimal + "[members]\naddress_quarantine = \"soon\"\n", 9, "members.address_quarantine", "soon"},
 		{"metrics", minimal + "[metrics]\nlisten = \"9586\"\n", 9, "metrics.listen", "host:port"},
+		{"sample interval", minimal + "[metrics]\nsample_interval = \"10ms\"\n", 9, "metrics.sample_interval", "1s to 1h"},
 		{"log", minimal + "[log]\nlevel = \"loud\"\n", 9, "log.level", "debug"},
 	}
 	for _, tc := range tests {

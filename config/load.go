@@ -101,7 +101,7 @@ func knownKeys() []string {
 		"wan.snat_ports", "filter.member_isolation", "filter.block", "control.socket",
 		"control.group", "scheduler.discipline", "scheduler.egress_rate",
 		"scheduler.ingress_rate", "scheduler.byte_limit", "scheduler.packet_limit",
-		"members.address_quarantine", "metrics.listen", "log.level",
+		"members.address_quarantine", "metrics.listen", "metrics.sample_interval", "log.level",
 	}
 }
 

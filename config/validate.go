@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // fieldError is a validation failure of one key; Parse adds file and line.
@@ -70,10 +71,16 @@ func (c *Config) finish() error {
 	if c.Members.Quarantine.Duration < 0 {
 		return bad("members.address_quarantine", "must not be negative")
 	}
-	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			return bad("metrics.listen", "want host:port, got %q", c.Metrics.Listen)
+	if l := c.Metrics.Listen; l != "" && l != MetricsOff {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return bad("metrics.listen", "want host:port or \"off\", got %q", l)
 		}
+	}
+	switch d := c.Metrics.SampleInterval.Duration; {
+	case d == 0:
+		c.Metrics.SampleInterval.Duration = DefaultSampleInterval
+	case d < time.Second || d > time.Hour:
+		return bad("metrics.sample_interval", "must be 1s to 1h, got %s", d)
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "":

@@ -11,6 +11,16 @@ import (
 	"time"
 )
 
+// Limits of one request.
+const (
+	// MaxBatch is the most members one batch request adds or removes;
+	// clients split larger lists (exitctl sends 1,000 at a time).
+	MaxBatch = 5000
+	// MaxPage is the largest page GET /v1/members returns with limit=0
+	// ("all") — more than any node holds.
+	MaxPage = 1 << 22
+)
+
 // Version is the API version prefix of every path.
 const Version = "v1"
 
@@ -28,29 +38,75 @@ const (
 )
 
 // AddMemberRequest is the body of POST /v1/members. An empty PublicKey makes
-// the node generate the key pair and keep the private key.
+// the node generate the key pair and keep the private key. IPv4 or IPv6 asks
+// for that address (and the other one of its slot); AddressFallback takes a
+// free slot instead when the asked one is outside the prefixes, in use or
+// quarantined (imports). Limits are bits/s, 0 = none.
 type AddMemberRequest struct {
-	Label     string `json:"label"`
-	PublicKey string `json:"public_key,omitempty"`
-	IPv4      string `json:"ipv4,omitempty"`
-	Weight    int    `json:"weight,omitempty"`
+	Label           string `json:"label"`
+	PublicKey       string `json:"public_key,omitempty"`
+	IPv4            string `json:"ipv4,omitempty"`
+	IPv6            string `json:"ipv6,omitempty"`
+	AddressFallback bool   `json:"address_fallback,omitempty"`
+	Weight          int    `json:"weight,omitempty"`
+	EgressLimit     uint64 `json:"egress_limit,omitempty"`
+	IngressLimit    uint64 `json:"ingress_limit,omitempty"`
+	Disabled        bool   `json:"disabled,omitempty"`
+}
+
+// AddMembersRequest is the body of POST /v1/members:batch: up to MaxBatch
+// members added in one transaction and one device update, all or none.
+// Configs asks for each member's client config in the answer.
+type AddMembersRequest struct {
+	Members []AddMemberRequest `json:"members"`
+	Configs bool               `json:"configs,omitempty"`
+}
+
+// RemoveMembersRequest is the body of POST /v1/members:batchRemove: up to
+// MaxBatch labels or keys removed in one transaction, all or none.
+type RemoveMembersRequest struct {
+	Refs []string `json:"refs"`
+}
+
+// MembersResponse answers the batch requests, in request order.
+type MembersResponse struct {
+	Members []Member `json:"members"`
+}
+
+// UpdateMemberRequest is the body of PATCH /v1/members/{ref}: the fields
+// given change, the others stay. Disabled members leave the device (their
+// session ends) but keep their entry and addresses.
+type UpdateMemberRequest struct {
+	Weight       *int    `json:"weight,omitempty"`
+	EgressLimit  *uint64 `json:"egress_limit,omitempty"`
+	IngressLimit *uint64 `json:"ingress_limit,omitempty"`
+	Disabled     *bool   `json:"disabled,omitempty"`
 }
 
 // Member is a member as the API shows it: registry data plus live session
 // figures from the tunnel.
 type Member struct {
-	ID            uint32     `json:"id"`
-	Label         string     `json:"label"`
-	PublicKey     string     `json:"public_key"`
-	IPv4          netip.Addr `json:"ipv4,omitzero"`
-	IPv6          netip.Addr `json:"ipv6,omitzero"`
-	Created       time.Time  `json:"created"`
-	Weight        int        `json:"weight,omitempty"`
-	Disabled      bool       `json:"disabled,omitempty"`
-	LastHandshake time.Time  `json:"last_handshake,omitzero"`
-	Endpoint      string     `json:"endpoint,omitempty"`
-	RxBytes       uint64     `json:"rx_bytes"`
-	TxBytes       uint64     `json:"tx_bytes"`
+	ID           uint32     `json:"id"`
+	Label        string     `json:"label"`
+	PublicKey    string     `json:"public_key"`
+	IPv4         netip.Addr `json:"ipv4,omitzero"`
+	IPv6         netip.Addr `json:"ipv6,omitzero"`
+	Created      time.Time  `json:"created"`
+	Weight       int        `json:"weight,omitempty"`
+	EgressLimit  uint64     `json:"egress_limit,omitempty"`
+	IngressLimit uint64     `json:"ingress_limit,omitempty"`
+	// LimitsEnforced tells whether this node applies the limits (false: they
+	// are stored and shown only).
+	LimitsEnforced bool      `json:"limits_enforced,omitempty"`
+	Disabled       bool      `json:"disabled,omitempty"`
+	LastHandshake  time.Time `json:"last_handshake,omitzero"`
+	Endpoint       string    `json:"endpoint,omitempty"`
+	RxBytes        uint64    `json:"rx_bytes"`
+	TxBytes        uint64    `json:"tx_bytes"`
+	// RxRate and TxRate are the current rates in bits/s (received from and
+	// sent to the member), averaged over the node's last sampling interval.
+	RxRate uint64 `json:"rx_rate,omitempty"`
+	TxRate uint64 `json:"tx_rate,omitempty"`
 	// Config is the wg-quick client config; set on add, and on show when the
 	// node holds the member's private key.
 	Config string `json:"config,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"syscall"
 )
 
@@ -43,10 +44,46 @@ func (c *Client) AddMember(ctx context.Context, req AddMemberRequest) (Member, e
 	return m, c.do(ctx, http.MethodPost, "/v1/members", req, &m)
 }
 
+// AddMembers registers up to MaxBatch members at once, all or none.
+func (c *Client) AddMembers(ctx context.Context, req AddMembersRequest) ([]Member, error) {
+	var r MembersResponse
+	return r.Members, c.do(ctx, http.MethodPost, "/v1/members:batch", req, &r)
+}
+
+// RemoveMembers removes up to MaxBatch members (labels or keys), all or none.
+func (c *Client) RemoveMembers(ctx context.Context, refs []string) ([]Member, error) {
+	var r MembersResponse
+	return r.Members, c.do(ctx, http.MethodPost, "/v1/members:batchRemove", RemoveMembersRequest{Refs: refs}, &r)
+}
+
+// UpdateMember changes a member's weight, limits or disabled flag.
+func (c *Client) UpdateMember(ctx context.Context, ref string, req UpdateMemberRequest) (Member, error) {
+	var m Member
+	return m, c.do(ctx, http.MethodPatch, "/v1/members/"+url.PathEscape(ref), req, &m)
+}
+
 // Members lists all members.
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	ms, _, err := c.ListMembers(ctx, ListQuery{})
+	return ms, err
+}
+
+// ListMembers returns the page of members q selects and how many matched.
+func (c *Client) ListMembers(ctx context.Context, q ListQuery) ([]Member, int, error) {
 	var ms []Member
-	return ms, c.do(ctx, http.MethodGet, "/v1/members", nil, &ms)
+	path := "/v1/members"
+	if v := q.Values(); len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	h, err := c.doHeader(ctx, http.MethodGet, path, nil, &ms)
+	if err != nil {
+		return nil, 0, err
+	}
+	total, err := strconv.Atoi(h.Get(TotalHeader))
+	if err != nil {
+		total = len(ms)
+	}
+	return ms, total, nil
 }
 
 // Member fetches one member by label or key.
@@ -62,41 +99,46 @@ func (c *Client) RemoveMember(ctx context.Context, ref string) (Member, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.doHeader(ctx, method, path, in, out)
+	return err
+}
+
+func (c *Client) doHeader(ctx context.Context, method, path string, in, out any) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://exitd"+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.dialError(err)
+		return nil, c.dialError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("control: read response: %w", err)
+		return nil, fmt.Errorf("control: read response: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &eb.Error
+			return nil, &eb.Error
 		}
-		return fmt.Errorf("control: %s %s: HTTP %d", method, path, resp.StatusCode)
+		return nil, fmt.Errorf("control: %s %s: HTTP %d", method, path, resp.StatusCode)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("control: bad response to %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("control: bad response to %s %s: %w", method, path, err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 func (c *Client) dialError(err error) error {

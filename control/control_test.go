@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"exitd/keys"
 	"exitd/members"
@@ -17,54 +19,99 @@ import (
 
 // fakeBackend keeps members in a map; it is a unit-test double only.
 type fakeBackend struct {
-	mu sync.Mutex
-	ms map[string]Member
+	mu    sync.Mutex
+	ms    map[string]Member
+	next  uint32
+	lastQ ListQuery
 }
 
-func (f *fakeBackend) AddMember(_ context.Context, r AddMemberRequest) (Member, error) {
+func (f *fakeBackend) AddMembers(_ context.Context, req AddMembersRequest) ([]Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := members.CheckLabel(r.Label); err != nil {
-		return Member{}, err
-	}
-	if r.PublicKey != "" {
-		if _, err := keys.Parse(r.PublicKey); err != nil {
-			return Member{}, fmt.Errorf("%w: %v", members.ErrInvalidKey, err)
+	var out []Member
+	for _, r := range req.Members {
+		if err := members.CheckLabel(r.Label); err != nil {
+			return nil, err
 		}
+		if r.PublicKey != "" {
+			if _, err := keys.Parse(r.PublicKey); err != nil {
+				return nil, fmt.Errorf("%w: %v", members.ErrInvalidKey, err)
+			}
+		}
+		if _, ok := f.ms[r.Label]; ok {
+			return nil, fmt.Errorf("%w: %s", members.ErrDuplicate, r.Label)
+		}
+		switch r.Label {
+		case "full":
+			return nil, members.ErrExhausted
+		case "boom":
+			return nil, errors.New("disk on fire")
+		case "clash":
+			return nil, fmt.Errorf("%w: that is the node's own key", ErrConflict)
+		case "heavy":
+			return nil, fmt.Errorf("%w: weight", members.ErrInvalidPolicy)
+		}
+		f.next++
+		m := Member{ID: f.next, Label: r.Label, PublicKey: r.PublicKey, Weight: r.Weight, Disabled: r.Disabled}
+		if req.Configs {
+			m.Config = "[Interface]\n"
+		}
+		out = append(out, m)
 	}
-	if _, ok := f.ms[r.Label]; ok {
-		return Member{}, fmt.Errorf("%w: %s", members.ErrDuplicate, r.Label)
+	for _, m := range out {
+		f.ms[m.Label] = m
 	}
-	if r.Label == "full" {
-		return Member{}, members.ErrExhausted
-	}
-	if r.Label == "boom" {
-		return Member{}, errors.New("disk on fire")
-	}
-	m := Member{Label: r.Label, PublicKey: r.PublicKey, Config: "[Interface]\n"}
-	f.ms[r.Label] = m
-	return m, nil
+	return out, nil
 }
 
-func (f *fakeBackend) RemoveMember(_ context.Context, ref string) (Member, error) {
+func (f *fakeBackend) RemoveMembers(_ context.Context, refs []string) ([]Member, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Member
+	for _, ref := range refs {
+		m, ok := f.ms[ref]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", members.ErrNotFound, ref)
+		}
+		out = append(out, m)
+	}
+	for _, m := range out {
+		delete(f.ms, m.Label)
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) UpdateMember(_ context.Context, ref string, req UpdateMemberRequest) (Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m, ok := f.ms[ref]
 	if !ok {
 		return Member{}, fmt.Errorf("%w: %s", members.ErrNotFound, ref)
 	}
-	delete(f.ms, ref)
+	if req.Weight != nil {
+		m.Weight = *req.Weight
+	}
+	if req.Disabled != nil {
+		m.Disabled = *req.Disabled
+	}
+	if req.EgressLimit != nil {
+		m.EgressLimit = *req.EgressLimit
+	}
+	f.ms[ref] = m
 	return m, nil
 }
 
-func (f *fakeBackend) Members(context.Context) ([]Member, error) {
+func (f *fakeBackend) Members(_ context.Context, q ListQuery) ([]Member, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lastQ = q
 	var out []Member
 	for _, m := range f.ms {
 		out = append(out, m)
 	}
-	return out, nil
+	slices.SortFunc(out, func(a, b Member) int { return int(a.ID) - int(b.ID) })
+	page, total := q.Apply(out, time.Now())
+	return page, total, nil
 }
 
 func (f *fakeBackend) Member(_ context.Context, ref string) (Member, error) {
@@ -155,6 +202,8 @@ func TestErrorCodes(t *testing.T) {
 		{"duplicate", AddMemberRequest{Label: "a"}, CodeDuplicate},
 		{"exhausted", AddMemberRequest{Label: "full"}, CodeExhausted},
 		{"internal", AddMemberRequest{Label: "boom"}, CodeInternal},
+		{"conflict", AddMemberRequest{Label: "clash"}, CodeConflict},
+		{"policy", AddMemberRequest{Label: "heavy"}, CodeInvalidRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

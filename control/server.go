@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,20 +12,29 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"exitd/members"
 )
 
-// Backend is what the server needs from the daemon.
+// Backend is what the server needs from the daemon. Every change it
+// acknowledges is durable and in the running device.
 type Backend interface {
-	// AddMember registers a member and puts it into the running device.
-	AddMember(ctx context.Context, req AddMemberRequest) (Member, error)
-	// RemoveMember deletes a member (label or key) from registry and device.
-	RemoveMember(ctx context.Context, ref string) (Member, error)
-	// Members lists members; Member finds one (label or key).
-	Members(ctx context.Context) ([]Member, error)
+	// AddMembers registers members and puts the enabled ones into the
+	// running device, all or none; with configs, each answer carries the
+	// member's client config.
+	AddMembers(ctx context.Context, req AddMembersRequest) ([]Member, error)
+	// RemoveMembers deletes members (labels or keys) from registry and
+	// device, all or none.
+	RemoveMembers(ctx context.Context, refs []string) ([]Member, error)
+	// UpdateMember changes a member's policy (weight, limits, disabled) in
+	// registry, scheduler and device.
+	UpdateMember(ctx context.Context, ref string, req UpdateMemberRequest) (Member, error)
+	// Members lists members as q selects, with the number that matched;
+	// Member finds one (label or key).
+	Members(ctx context.Context, q ListQuery) ([]Member, int, error)
 	Member(ctx context.Context, ref string) (Member, error)
 	// Status summarises the node.
 	Status(ctx context.Context) (Status, error)
@@ -50,8 +60,16 @@ type Server struct {
 	path string
 }
 
-// maxBody bounds request bodies (a member add is a few hundred bytes).
-const maxBody = 64 << 10
+// maxBody bounds request bodies (a member add is a few hundred bytes);
+// maxBatchBody bounds batch requests (MaxBatch members of ~250 bytes).
+const (
+	maxBody      = 64 << 10
+	maxBatchBody = 8 << 20
+)
+
+// TotalHeader carries the number of members a list query matched (the body
+// is one page of them).
+const TotalHeader = "X-Total-Count"
 
 // Listen creates the socket (mode 0660, replacing a stale one) and serves it.
 func Listen(opts ServerOptions) (*Server, error) {
@@ -140,8 +158,12 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", h.status)
 	mux.HandleFunc("GET /v1/members", h.list)
 	mux.HandleFunc("POST /v1/members", h.add)
+	mux.HandleFunc("POST /v1/members:batch", h.addBatch)
+	mux.HandleFunc("POST /v1/members:batchRemove", h.removeBatch)
 	mux.HandleFunc("GET /v1/members/{ref}", h.get)
+	mux.HandleFunc("PATCH /v1/members/{ref}", h.update)
 	mux.HandleFunc("DELETE /v1/members/{ref}", h.remove)
+	h.metricsRoutes(mux) // metrics_api.go
 	return h.guard(mux)
 }
 
@@ -166,9 +188,17 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
-	ms, err := h.b.Members(r.Context())
+	q, err := ParseListQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	ms, total, err := h.b.Members(r.Context(), q)
 	if ms == nil {
 		ms = []Member{}
+	}
+	if err == nil {
+		w.Header().Set(TotalHeader, strconv.Itoa(total))
 	}
 	h.reply(w, http.StatusOK, ms, err)
 }
@@ -179,40 +209,123 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) remove(w http.ResponseWriter, r *http.Request) {
-	m, err := h.b.RemoveMember(r.Context(), r.PathValue("ref"))
-	h.reply(w, http.StatusOK, m, err)
+	ms, err := h.b.RemoveMembers(r.Context(), []string{r.PathValue("ref")})
+	h.reply(w, http.StatusOK, first(ms), err)
 }
 
 func (h *handler) add(w http.ResponseWriter, r *http.Request) {
-	req, err := DecodeAddMember(io.LimitReader(r.Body, maxBody+1))
+	req, err := DecodeAddMember(r.Body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
 		return
 	}
-	m, err := h.b.AddMember(r.Context(), req)
-	h.reply(w, http.StatusCreated, m, err)
+	ms, err := h.b.AddMembers(r.Context(), AddMembersRequest{Members: []AddMemberRequest{req}, Configs: true})
+	h.reply(w, http.StatusCreated, first(ms), err)
+}
+
+func (h *handler) addBatch(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeAddMembers(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	ms, err := h.b.AddMembers(r.Context(), req)
+	h.reply(w, http.StatusCreated, MembersResponse{Members: ms}, err)
+}
+
+func (h *handler) removeBatch(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeRemoveMembers(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	ms, err := h.b.RemoveMembers(r.Context(), req.Refs)
+	h.reply(w, http.StatusOK, MembersResponse{Members: ms}, err)
+}
+
+func (h *handler) update(w http.ResponseWriter, r *http.Request) {
+	req, err := DecodeUpdateMember(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	m, err := h.b.UpdateMember(r.Context(), r.PathValue("ref"), req)
+	h.reply(w, http.StatusOK, m, err)
+}
+
+// first is the single answer of a one-element batch.
+func first(ms []Member) Member {
+	if len(ms) == 0 {
+		return Member{}
+	}
+	return ms[0]
 }
 
 // DecodeAddMember strictly decodes an add request: unknown fields, trailing
 // data and oversized bodies are errors.
 func DecodeAddMember(r io.Reader) (AddMemberRequest, error) {
 	var req AddMemberRequest
-	body, err := io.ReadAll(io.LimitReader(r, maxBody+1))
-	if err != nil {
-		return req, fmt.Errorf("read body: %w", err)
-	}
-	if len(body) > maxBody {
-		return req, fmt.Errorf("request body larger than %d bytes", maxBody)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return AddMemberRequest{}, fmt.Errorf("bad JSON: %v", err)
-	}
-	if dec.More() {
-		return AddMemberRequest{}, errors.New("bad JSON: trailing data after the object")
+	if err := decodeStrict(r, maxBody, &req); err != nil {
+		return AddMemberRequest{}, err
 	}
 	return req, nil
+}
+
+// DecodeAddMembers strictly decodes a batch add of 1..MaxBatch members.
+func DecodeAddMembers(r io.Reader) (AddMembersRequest, error) {
+	var req AddMembersRequest
+	if err := decodeStrict(r, maxBatchBody, &req); err != nil {
+		return AddMembersRequest{}, err
+	}
+	if len(req.Members) == 0 || len(req.Members) > MaxBatch {
+		return AddMembersRequest{}, fmt.Errorf("batch of %d members: want 1-%d", len(req.Members), MaxBatch)
+	}
+	return req, nil
+}
+
+// DecodeRemoveMembers strictly decodes a batch removal of 1..MaxBatch refs.
+func DecodeRemoveMembers(r io.Reader) (RemoveMembersRequest, error) {
+	var req RemoveMembersRequest
+	if err := decodeStrict(r, maxBatchBody, &req); err != nil {
+		return RemoveMembersRequest{}, err
+	}
+	if len(req.Refs) == 0 || len(req.Refs) > MaxBatch {
+		return RemoveMembersRequest{}, fmt.Errorf("batch of %d refs: want 1-%d", len(req.Refs), MaxBatch)
+	}
+	return req, nil
+}
+
+// DecodeUpdateMember strictly decodes a member update that changes at least
+// one field.
+func DecodeUpdateMember(r io.Reader) (UpdateMemberRequest, error) {
+	var req UpdateMemberRequest
+	if err := decodeStrict(r, maxBody, &req); err != nil {
+		return UpdateMemberRequest{}, err
+	}
+	if req == (UpdateMemberRequest{}) {
+		return UpdateMemberRequest{}, errors.New("nothing to change: give weight, egress_limit, ingress_limit or disabled")
+	}
+	return req, nil
+}
+
+// decodeStrict decodes one JSON object of at most limit bytes into v.
+func decodeStrict(r io.Reader, limit int, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	if len(body) > limit {
+		return fmt.Errorf("request body larger than %d bytes", limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("bad JSON: trailing data after the object")
+	}
+	return nil
 }
 
 func (h *handler) reply(w http.ResponseWriter, code int, v any, err error) {
@@ -245,9 +358,17 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, CodeExhausted
 	case errors.Is(err, members.ErrNotFound):
 		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, members.ErrInvalidPolicy):
+		return http.StatusBadRequest, CodeInvalidRequest
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict, CodeConflict
 	}
 	return http.StatusInternalServerError, CodeInternal
 }
+
+// ErrConflict is a backend error for a request that contradicts the
+// member's state (e.g. a change the device refused); it maps to "conflict".
+var ErrConflict = errors.New("conflict")
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")

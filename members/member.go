@@ -27,8 +27,15 @@ type Member struct {
 	IPv4       netip.Addr `json:"ipv4,omitzero"`
 	IPv6       netip.Addr `json:"ipv6,omitzero"`
 	Created    time.Time  `json:"created"`
-	Weight     int        `json:"weight,omitempty"`
-	Disabled   bool       `json:"disabled,omitempty"`
+	// Weight multiplies the member's scheduler quantum (1..64; 0 = 1).
+	Weight int `json:"weight,omitempty"`
+	// EgressLimit and IngressLimit cap the member's download (towards the
+	// member) and upload, in bits/s; 0 = no cap.
+	EgressLimit  uint64 `json:"egress_limit,omitempty"`
+	IngressLimit uint64 `json:"ingress_limit,omitempty"`
+	// Disabled members keep their entry and addresses but are not in the
+	// device: they cannot connect.
+	Disabled bool `json:"disabled,omitempty"`
 	// Index is the member's slot in the prefixes: IPv4 and IPv6 are the
 	// prefix base plus Index.
 	Index uint32 `json:"index"`
@@ -41,10 +48,29 @@ var (
 	ErrDuplicate    = errors.New("member already exists")
 	ErrExhausted    = errors.New("member prefix exhausted")
 	ErrNotFound     = errors.New("no such member")
+	// ErrInvalidPolicy: weight or rate cap out of range.
+	ErrInvalidPolicy = errors.New("invalid member policy")
 )
 
 // maxLabel bounds labels so they fit tables, metrics and logs.
 const maxLabel = 64
+
+// MaxWeight is the largest member weight (the scheduler's bound).
+const MaxWeight = 64
+
+// MaxLimit bounds rate caps (400 Gbit/s, like the scheduler's rates).
+const MaxLimit = 400e9
+
+// checkPolicy validates weight and rate caps.
+func checkPolicy(weight int, egress, ingress uint64) error {
+	if weight < 0 || weight > MaxWeight {
+		return fmt.Errorf("%w: weight must be 0-%d, got %d", ErrInvalidPolicy, MaxWeight, weight)
+	}
+	if egress > MaxLimit || ingress > MaxLimit {
+		return fmt.Errorf("%w: rate cap above 400 Gbit/s", ErrInvalidPolicy)
+	}
+	return nil
+}
 
 // CheckLabel validates a member label: 1-64 characters of letters, digits,
 // '.', '_', '-' and '@', not looking like a key.

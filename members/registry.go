@@ -106,13 +106,20 @@ func (r *Registry) load() error {
 func (r *Registry) Close() error { return r.db.Close() }
 
 // AddRequest describes a new member. PublicKey nil means generate a key pair
-// and keep the private key. IPv4, when valid, asks for that address (used by
-// imports); the IPv6 address follows from the same slot.
+// and keep the private key. IPv4 or IPv6, when valid, asks for the slot of
+// that address (imports keep members' addresses); the other address follows
+// from the same slot. When the address is outside the prefixes, in use or
+// quarantined, Add fails unless Fallback asks for a fresh slot instead.
 type AddRequest struct {
 	Label     string
 	PublicKey *keys.Key
 	IPv4      netip.Addr
+	IPv6      netip.Addr
+	Fallback  bool
 	Weight    int
+	// EgressLimit and IngressLimit are rate caps in bits/s (0 = none).
+	EgressLimit, IngressLimit uint64
+	Disabled                  bool
 }
 
 // Add registers a member, allocating its addresses, and returns it once the
@@ -190,10 +197,13 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 	if _, ok := r.byLabel[req.Label]; ok {
 		return Member{}, fmt.Errorf("%w: label %q is taken", ErrDuplicate, req.Label)
 	}
-	if req.Weight < 0 || req.Weight > 100 {
-		return Member{}, fmt.Errorf("members: weight must be 0-100, got %d", req.Weight)
+	if err := checkPolicy(req.Weight, req.EgressLimit, req.IngressLimit); err != nil {
+		return Member{}, err
 	}
-	m := Member{Label: req.Label, Created: now.UTC().Truncate(time.Second), Weight: req.Weight}
+	m := Member{
+		Label: req.Label, Created: now.UTC().Truncate(time.Second), Weight: req.Weight,
+		EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
+	}
 	if req.PublicKey != nil {
 		if req.PublicKey.IsZero() {
 			return Member{}, fmt.Errorf("%w: all-zero key", ErrInvalidKey)
@@ -210,25 +220,42 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 	if old, ok := r.byKey[m.PublicKey]; ok {
 		return Member{}, fmt.Errorf("%w: public key already belongs to %q", ErrDuplicate, old.Label)
 	}
-	if req.IPv4.IsValid() {
-		i, ok := r.alloc.plan.indexOf(req.IPv4)
-		if !ok {
-			return Member{}, fmt.Errorf("%w: %s is not a member address in %s", ErrExhausted, req.IPv4, r.alloc.plan.p4)
-		}
-		if !r.alloc.claim(i, now) {
-			return Member{}, fmt.Errorf("%w: address %s is in use or quarantined", ErrDuplicate, req.IPv4)
-		}
-		m.Index = i
-	} else {
-		i, ok := r.alloc.take(now)
-		if !ok {
-			return Member{}, fmt.Errorf("%w: no free address in %s %s (freed addresses are quarantined)", ErrExhausted, r.alloc.plan.p4, r.alloc.plan.p6)
-		}
-		m.Index = i
+	i, err := r.slotLocked(req, now)
+	if err != nil {
+		return Member{}, err
 	}
+	m.Index = i
 	m.IPv4, m.IPv6 = r.alloc.plan.addrs(m.Index)
 	m.ID = m.Index
 	return m, nil
+}
+
+// slotLocked allocates the slot for req: the one of a requested address, or
+// the next free one.
+func (r *Registry) slotLocked(req AddRequest, now time.Time) (uint32, error) {
+	var reason error
+	for _, a := range []netip.Addr{req.IPv4, req.IPv6} {
+		if !a.IsValid() {
+			continue
+		}
+		i, ok := r.alloc.plan.indexOf(a)
+		switch {
+		case !ok:
+			reason = fmt.Errorf("%w: %s is not a member address in %s %s", ErrExhausted, a, r.alloc.plan.p4, r.alloc.plan.p6)
+		case !r.alloc.claim(i, now):
+			reason = fmt.Errorf("%w: address %s is in use or quarantined", ErrDuplicate, a)
+		default:
+			return i, nil
+		}
+	}
+	if reason != nil && !req.Fallback {
+		return 0, reason
+	}
+	i, ok := r.alloc.take(now)
+	if !ok {
+		return 0, fmt.Errorf("%w: no free address in %s %s (freed addresses are quarantined)", ErrExhausted, r.alloc.plan.p4, r.alloc.plan.p6)
+	}
+	return i, nil
 }
 
 func slotKey(i uint32) []byte {
@@ -240,28 +267,100 @@ func slotKey(i uint32) []byte {
 // Remove deletes the member named by ref (label or public key) and puts its
 // addresses into quarantine.
 func (r *Registry) Remove(ref string) (Member, error) {
+	ms, err := r.RemoveBatch([]string{ref})
+	if err != nil {
+		return Member{}, err
+	}
+	return ms[0], nil
+}
+
+// RemoveBatch deletes several members in one transaction, all or none: an
+// unknown or repeated ref removes nothing.
+func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Member, 0, len(refs))
+	seen := make(map[keys.Key]bool, len(refs))
+	for _, ref := range refs {
+		m, err := r.findLocked(ref)
+		if err != nil {
+			return nil, err
+		}
+		if seen[m.PublicKey] {
+			return nil, fmt.Errorf("%w: %q appears twice in the request", ErrDuplicate, m.Label)
+		}
+		seen[m.PublicKey] = true
+		out = append(out, *m)
+	}
+	now := r.now()
+	var t [8]byte
+	binary.BigEndian.PutUint64(t[:], uint64(now.UnixNano()))
+	err := r.db.Update(func(tx *bbolt.Tx) error {
+		mb, qb := tx.Bucket(bucketMembers), tx.Bucket(bucketQuarantine)
+		for _, m := range out {
+			if err := mb.Delete(m.PublicKey[:]); err != nil {
+				return err
+			}
+			if err := qb.Put(slotKey(m.Index), t[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("members: remove: %w", err)
+	}
+	for _, m := range out {
+		delete(r.byKey, m.PublicKey)
+		delete(r.byLabel, m.Label)
+		r.alloc.release(m.Index, now)
+	}
+	return out, nil
+}
+
+// Change is a partial update of a member's policy; nil fields stay.
+type Change struct {
+	Weight                    *int
+	EgressLimit, IngressLimit *uint64
+	Disabled                  *bool
+}
+
+// Update applies c to the member named by ref and returns it before and
+// after, once the change is on disk. Identity and addresses never change.
+func (r *Registry) Update(ref string, c Change) (before, after Member, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, err := r.findLocked(ref)
 	if err != nil {
-		return Member{}, err
+		return Member{}, Member{}, err
 	}
-	now := r.now()
-	err = r.db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketMembers).Delete(m.PublicKey[:]); err != nil {
-			return err
-		}
-		var t [8]byte
-		binary.BigEndian.PutUint64(t[:], uint64(now.UnixNano()))
-		return tx.Bucket(bucketQuarantine).Put(slotKey(m.Index), t[:])
-	})
+	before, after = *m, *m
+	if c.Weight != nil {
+		after.Weight = *c.Weight
+	}
+	if c.EgressLimit != nil {
+		after.EgressLimit = *c.EgressLimit
+	}
+	if c.IngressLimit != nil {
+		after.IngressLimit = *c.IngressLimit
+	}
+	if c.Disabled != nil {
+		after.Disabled = *c.Disabled
+	}
+	if err := checkPolicy(after.Weight, after.EgressLimit, after.IngressLimit); err != nil {
+		return Member{}, Member{}, err
+	}
+	v, err := json.Marshal(&after)
 	if err != nil {
-		return Member{}, fmt.Errorf("members: remove %s: %w", m.Label, err)
+		return Member{}, Member{}, fmt.Errorf("members: update %s: %w", m.Label, err)
 	}
-	delete(r.byKey, m.PublicKey)
-	delete(r.byLabel, m.Label)
-	r.alloc.release(m.Index, now)
-	return *m, nil
+	if err := r.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMembers).Put(after.PublicKey[:], v)
+	}); err != nil {
+		return Member{}, Member{}, fmt.Errorf("members: update %s: %w", m.Label, err)
+	}
+	*m = after
+	return before, after, nil
 }
 
 // Get returns the member named by ref (label or public key).

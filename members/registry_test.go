@@ -23,7 +23,7 @@ func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 func newClock() *clock               { return &clock{t: time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)} }
 func pfx(s string) netip.Prefix      { return netip.MustParsePrefix(s) }
 func addr(s string) netip.Addr       { return netip.MustParseAddr(s) }
-func mustKey(t *testing.T) keys.Key {
+func mustKey(t testing.TB) keys.Key {
 	t.Helper()
 	k, err := keys.Generate(nil)
 	if err != nil {

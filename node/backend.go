@@ -8,13 +8,14 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"exitd/control"
 	"exitd/keys"
 	"exitd/members"
-	"exitd/tunnel"
 	"exitd/tuning"
+	"exitd/tunnel"
 )
 
 // backend is the control API's view of the node.
@@ -23,71 +24,198 @@ type backend struct{ n *Node }
 var _ control.Backend = backend{}
 
 // connectedWithin: a member whose last handshake is younger than this has a
-// live session (WireGuard rekeys every 2 minutes while traffic flows).
-const connectedWithin = 3 * time.Minute
+// live session.
+const connectedWithin = control.ConnectedWithin
 
-func (b backend) AddMember(_ context.Context, req control.AddMemberRequest) (control.Member, error) {
-	n := b.n
-	ar := members.AddRequest{Label: req.Label, Weight: req.Weight}
+// addRequest maps an API add onto the registry's; self is the node's own
+// public key, which no member may have.
+func addRequest(req control.AddMemberRequest, self keys.Key) (members.AddRequest, error) {
+	ar := members.AddRequest{
+		Label: req.Label, Weight: req.Weight, Fallback: req.AddressFallback,
+		EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
+	}
 	if req.PublicKey != "" {
 		k, err := keys.Parse(req.PublicKey)
 		if err != nil {
-			return control.Member{}, fmt.Errorf("%w: %v", members.ErrInvalidKey, err)
+			return ar, fmt.Errorf("%w: member %q: %v", members.ErrInvalidKey, req.Label, err)
+		}
+		if k == self {
+			return ar, fmt.Errorf("%w: member %q: that is the node's own public key", control.ErrConflict, req.Label)
 		}
 		ar.PublicKey = &k
 	}
-	if req.IPv4 != "" {
-		a, err := netip.ParseAddr(req.IPv4)
+	for _, f := range []struct {
+		name, s string
+		dst     *netip.Addr
+		v4      bool
+	}{{"ipv4", req.IPv4, &ar.IPv4, true}, {"ipv6", req.IPv6, &ar.IPv6, false}} {
+		if f.s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f.s)
+		if err != nil || a.Is4() != f.v4 || a.Zone() != "" {
+			return ar, &control.APIError{Code: control.CodeInvalidRequest, Message: fmt.Sprintf("member %q: %s %q is not an %s address", req.Label, f.name, f.s, f.name)}
+		}
+		*f.dst = a
+	}
+	return ar, nil
+}
+
+// AddMembers commits the members to the registry first, then puts the
+// enabled ones into the scheduler and the device in one UAPI set. If the
+// device refuses, the registry change is undone; if the daemon dies in
+// between, the start-up reconcile (syncPeers) adds them.
+func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([]control.Member, error) {
+	n := b.n
+	ars := make([]members.AddRequest, len(req.Members))
+	self := n.priv.Public()
+	for i, r := range req.Members {
+		ar, err := addRequest(r, self)
 		if err != nil {
-			return control.Member{}, &control.APIError{Code: control.CodeInvalidRequest, Message: fmt.Sprintf("ipv4 %q is not an address", req.IPv4)}
+			return nil, err
 		}
-		ar.IPv4 = a
+		ars[i] = ar
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	m, err := n.reg.Add(ar)
+	ms, err := n.reg.AddBatch(ars)
 	if err != nil {
-		return control.Member{}, err
+		return nil, err
 	}
-	n.schedUpsert(m)
-	if err := n.tun.AddPeers([]tunnel.Peer{peerOf(m)}); err != nil {
-		n.schedRemove(m)
-		if _, rerr := n.reg.Remove(m.Label); rerr != nil {
-			n.log.Error("rollback of member add failed", "label", m.Label, "err", rerr)
-		}
-		return control.Member{}, err
-	}
-	n.log.Info("member added", "label", m.Label, "ipv4", m.IPv4, "ipv6", m.IPv6)
-	cm := n.view(m, nil)
-	cm.Config = members.ClientConfig(m, n.nodeInfo())
-	return cm, nil
-}
-
-func (b backend) RemoveMember(_ context.Context, ref string) (control.Member, error) {
-	n := b.n
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	m, err := n.reg.Remove(ref)
-	if err != nil {
-		return control.Member{}, err
-	}
-	if err := n.tun.RemovePeers(m.PublicKey); err != nil {
-		n.log.Error("member removed from registry but not from device; restart reconciles", "label", m.Label, "err", err)
-	}
-	n.schedRemove(m)
-	n.log.Info("member removed", "label", m.Label)
-	return n.view(m, nil), nil
-}
-
-func (b backend) Members(context.Context) ([]control.Member, error) {
-	n := b.n
-	stats := n.peerStats()
-	ms := n.reg.List()
-	out := make([]control.Member, 0, len(ms))
+	var peers []tunnel.Peer
 	for _, m := range ms {
-		out = append(out, n.view(m, stats))
+		if !m.Disabled {
+			n.schedUpsert(m)
+			peers = append(peers, peerOf(m))
+		}
+	}
+	if err := n.tun.AddPeers(peers); err != nil {
+		n.undoAddLocked(ms)
+		return nil, err
+	}
+	if len(ms) == 1 {
+		n.log.Info("member added", "label", ms[0].Label, "ipv4", ms[0].IPv4, "ipv6", ms[0].IPv6, "disabled", ms[0].Disabled)
+	} else {
+		n.log.Info("members added", "count", len(ms), "first", ms[0].Label, "last", ms[len(ms)-1].Label)
+	}
+	out := make([]control.Member, len(ms))
+	node := n.nodeInfo()
+	for i, m := range ms {
+		out[i] = n.view(m, nil)
+		if req.Configs {
+			out[i].Config = members.ClientConfig(m, node)
+		}
 	}
 	return out, nil
+}
+
+// undoAddLocked takes members whose device update failed back out of the
+// device, scheduler and registry.
+func (n *Node) undoAddLocked(ms []members.Member) {
+	pubs := make([]keys.Key, 0, len(ms))
+	refs := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if !m.Disabled {
+			pubs = append(pubs, m.PublicKey)
+			n.schedRemove(m)
+		}
+		refs = append(refs, m.PublicKey.String())
+	}
+	if err := n.tun.RemovePeers(pubs...); err != nil {
+		n.log.Error("rollback of member add: device", "err", err)
+	}
+	if _, err := n.reg.RemoveBatch(refs); err != nil {
+		n.log.Error("rollback of member add: registry; restart reconciles", "err", err)
+	}
+}
+
+// RemoveMembers commits the removal, then takes the peers out of the device:
+// their sessions end at once, nobody else's is touched.
+func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Member, error) {
+	n := b.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ms, err := n.reg.RemoveBatch(refs)
+	if err != nil {
+		return nil, err
+	}
+	pubs := make([]keys.Key, 0, len(ms))
+	for _, m := range ms {
+		if !m.Disabled {
+			pubs = append(pubs, m.PublicKey)
+		}
+	}
+	if err := n.tun.RemovePeers(pubs...); err != nil {
+		n.log.Error("members removed from registry but not from device; restart reconciles", "count", len(ms), "err", err)
+	}
+	out := make([]control.Member, len(ms))
+	for i, m := range ms {
+		n.schedRemove(m)
+		out[i] = n.view(m, nil)
+	}
+	if len(ms) == 1 {
+		n.log.Info("member removed", "label", ms[0].Label)
+	} else {
+		n.log.Info("members removed", "count", len(ms))
+	}
+	return out, nil
+}
+
+// UpdateMember commits a policy change, then applies it: disabling takes the
+// peer out of the device (keeping entry and addresses), enabling puts it
+// back, weight goes to the scheduler. If the device refuses, the registry
+// change is undone.
+func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateMemberRequest) (control.Member, error) {
+	n := b.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	before, after, err := n.reg.Update(ref, members.Change{
+		Weight: req.Weight, EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
+	})
+	if err != nil {
+		return control.Member{}, err
+	}
+	if err := n.applyLocked(before, after); err != nil {
+		undo := members.Change{Weight: &before.Weight, EgressLimit: &before.EgressLimit, IngressLimit: &before.IngressLimit, Disabled: &before.Disabled}
+		if _, _, uerr := n.reg.Update(ref, undo); uerr != nil {
+			n.log.Error("undo of member update failed; restart reconciles", "label", after.Label, "err", uerr)
+		}
+		n.applyLocked(after, before)
+		return control.Member{}, fmt.Errorf("%w: device refused the change: %v", control.ErrConflict, err)
+	}
+	n.log.Info("member updated", "label", after.Label, "weight", after.Weight, "disabled", after.Disabled,
+		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit)
+	return n.view(after, n.peerStats()), nil
+}
+
+// applyLocked moves the device and scheduler from member state old to m.
+func (n *Node) applyLocked(old, m members.Member) error {
+	switch {
+	case m.Disabled && !old.Disabled:
+		n.schedRemove(m)
+		return n.tun.RemovePeers(m.PublicKey)
+	case !m.Disabled && old.Disabled:
+		n.schedUpsert(m)
+		return n.tun.AddPeers([]tunnel.Peer{peerOf(m)})
+	case !m.Disabled:
+		n.schedUpsert(m) // weight, in place: the queue survives
+	}
+	return nil
+}
+
+func (b backend) Members(_ context.Context, q control.ListQuery) ([]control.Member, int, error) {
+	n := b.n
+	var stats peerSample
+	if !q.NoStats {
+		stats = n.stats.sample(n)
+	}
+	ms := n.reg.List()
+	out := make([]control.Member, len(ms))
+	for i, m := range ms {
+		out[i] = n.viewSample(m, stats)
+	}
+	page, total := q.Apply(out, n.now())
+	return page, total, nil
 }
 
 func (b backend) Member(_ context.Context, ref string) (control.Member, error) {
@@ -96,7 +224,7 @@ func (b backend) Member(_ context.Context, ref string) (control.Member, error) {
 	if err != nil {
 		return control.Member{}, err
 	}
-	cm := n.view(m, n.peerStats())
+	cm := n.viewSample(m, n.stats.sample(n))
 	if m.PrivateKey != nil {
 		cm.Config = members.ClientConfig(m, n.nodeInfo())
 	}
@@ -139,29 +267,82 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	return s, nil
 }
 
+// peerStats is the device's peer state, at most statsMaxAge old.
 func (n *Node) peerStats() map[keys.Key]tunnel.PeerStats {
+	return n.stats.sample(n).cur
+}
+
+// statsMaxAge is how long a device dump serves requests: a dump of 20,000
+// peers costs tens of milliseconds, and the service loop, status and list
+// all want one.
+const statsMaxAge = time.Second
+
+// peerSampler keeps the last two dumps of the device's peers; rates are
+// their difference. Its zero value is ready.
+type peerSampler struct {
+	mu   sync.Mutex
+	last peerSample
+}
+
+// peerSample is one dump and the previous one.
+type peerSample struct {
+	at, prevAt time.Time
+	cur, prev  map[keys.Key]tunnel.PeerStats
+}
+
+func (s *peerSampler) sample(n *Node) peerSample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := n.now()
+	if !s.last.at.IsZero() && now.Sub(s.last.at) < statsMaxAge {
+		return s.last
+	}
 	st, err := n.tun.Stats()
 	if err != nil {
 		n.log.Warn("read peer stats", "err", err)
-		return nil
+		return s.last
 	}
-	out := make(map[keys.Key]tunnel.PeerStats, len(st))
-	for _, s := range st {
-		out[s.PublicKey] = s
+	cur := make(map[keys.Key]tunnel.PeerStats, len(st))
+	for _, p := range st {
+		cur[p.PublicKey] = p
 	}
-	return out
+	s.last = peerSample{at: now, prevAt: s.last.at, cur: cur, prev: s.last.cur}
+	return s.last
+}
+
+// rates are bits/s received from and sent to the member between the two
+// dumps.
+func (p peerSample) rates(k keys.Key) (rx, tx uint64) {
+	d := p.at.Sub(p.prevAt).Seconds()
+	a, ok1 := p.prev[k]
+	b, ok2 := p.cur[k]
+	if !ok1 || !ok2 || d <= 0 || b.RxBytes < a.RxBytes || b.TxBytes < a.TxBytes {
+		return 0, 0
+	}
+	return uint64(float64(b.RxBytes-a.RxBytes) * 8 / d), uint64(float64(b.TxBytes-a.TxBytes) * 8 / d)
+}
+
+func (n *Node) viewSample(m members.Member, s peerSample) control.Member {
+	cm := n.view(m, s.cur)
+	cm.RxRate, cm.TxRate = s.rates(m.PublicKey)
+	return cm
 }
 
 func (n *Node) view(m members.Member, stats map[keys.Key]tunnel.PeerStats) control.Member {
 	cm := control.Member{
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled,
+		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit, LimitsEnforced: limitsEnforced,
 	}
 	if ps, ok := stats[m.PublicKey]; ok {
 		cm.LastHandshake, cm.Endpoint, cm.RxBytes, cm.TxBytes = ps.LastHandshake, ps.Endpoint, ps.RxBytes, ps.TxBytes
 	}
 	return cm
 }
+
+// limitsEnforced: the scheduler has no per-member shaper yet, so member
+// rate limits are stored and shown but not applied.
+const limitsEnforced = false
 
 func (n *Node) nodeInfo() members.Node {
 	ep := n.cfg.PublicEndpoint

@@ -38,6 +38,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		n.routineService(ctx) // systemd.go: STATUS, endpoints, watchdog
 	}()
+	n.startSampler(ctx, wg) // metrics.go: the load report
 }
 
 func (n *Node) statusLine() string {

@@ -59,6 +59,8 @@ type Options struct {
 	// Service is systemd's fd store and watchdog (see systemd.go); nil
 	// means none.
 	Service Service
+	// SampleInterval is the load report's sampling period; 0 means 15 s.
+	SampleInterval time.Duration
 }
 
 // Node is a running exit node.
@@ -83,6 +85,10 @@ type Node struct {
 	ctl    *control.Server
 	sched  *sched.Device
 	kernel *tuning.Monitor
+	stats  peerSampler // backend.go: cached peer dumps and rates
+
+	obs         *observability // metrics.go; nil before the metrics step
+	sampleEvery time.Duration
 
 	// systemd.go
 	svc           Service
@@ -100,7 +106,7 @@ func New(opts Options) *Node {
 	n := &Node{
 		log: opts.Logger, version: opts.Version, notify: opts.Notify,
 		rand: opts.Rand, now: opts.Now, cfg: opts.Config, loadCfg: opts.LoadConfig,
-		svc: opts.Service,
+		svc: opts.Service, sampleEvery: opts.SampleInterval,
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -136,6 +142,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"tunnel", n.startTunnel},
 		{"peers", n.startPeers},
 		{"handover", n.startHandover},
+		{"metrics", n.startMetrics}, // before control: the API serves its figures
 		{"control", n.startControl},
 	}
 	for _, s := range steps {

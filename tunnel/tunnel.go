@@ -12,6 +12,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -215,7 +216,13 @@ func (t *Tunnel) Close() error {
 // (they are mostly per-peer noise such as failed handshakes), verbose at Debug.
 func wgLogger(log *slog.Logger) *device.Logger {
 	return &device.Logger{
-		Verbosef: func(format string, args ...any) { log.Debug("wireguard: " + fmt.Sprintf(format, args...)) },
-		Errorf:   func(format string, args ...any) { log.Warn("wireguard: " + fmt.Sprintf(format, args...)) },
+		// wireguard-go logs every peer added and every handshake verbosely:
+		// format only when debug is on (20,000 adds, handshake storms).
+		Verbosef: func(format string, args ...any) {
+			if log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug("wireguard: " + fmt.Sprintf(format, args...))
+			}
+		},
+		Errorf: func(format string, args ...any) { log.Warn("wireguard: " + fmt.Sprintf(format, args...)) },
 	}
 }

@@ -38,9 +38,16 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 (root or the exitd group only).
 
   exitctl member add --label alice > alice.conf   add a member, print its wg-quick config
-  exitctl member list                             members, addresses, last handshake, traffic
+  exitctl member add --label bob --qr             ... as a QR code for the mobile apps
+  exitctl member list --sort -rate --limit 20     members, state, handshake, traffic, rate
+  exitctl member show alice                       one member in detail
+  exitctl member set alice --weight 4             change weight or rate cap live
+  exitctl member disable alice                    end its session, keep its address
+  exitctl member import /etc/wireguard/wg0.conf   migrate peers from wg-quick
   exitctl member remove alice                     remove by label or public key
-  exitctl status                                  the node at a glance`,
+  exitctl status                                  the node at a glance
+
+Add --json to any command for output scripts can read.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -52,6 +59,6 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	}
 	root.PersistentFlags().StringVar(&f.socket, "socket", sock, "control socket of exitd (env EXITCTL_SOCKET)")
 	root.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
-	root.AddCommand(newMemberCmd(f, stdout), newStatusCmd(f, stdout))
+	root.AddCommand(newMemberCmd(f, stdout), newStatusCmd(f, stdout), newTopCmd(f, stdout), newReportCmd(f, stdout))
 	return root
 }

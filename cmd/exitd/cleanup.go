@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"exitd/config"
 	"exitd/nat"
+	"exitd/service"
 	"exitd/tunnel"
 )
 
@@ -21,7 +23,7 @@ import (
 const uapiDir = "/var/run/wireguard"
 
 func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
-	var path string
+	var path, unit string
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove what a crashed exitd left behind (systemd ExecStopPost)",
@@ -29,9 +31,23 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 the conntrack entries of member flows. Nothing else is touched. Safe to run
 when nothing is left (it then does nothing) and while no exitd runs.
 
-If the config cannot be read, the defaults (TUN exit0, table exitd) are used.`,
+If the config cannot be read, the defaults (TUN exit0, table exitd) are used.
+
+With --unit (the unit's ExecStopPost), nothing is removed when systemd is
+about to start the unit again (a restart, a package upgrade, Restart= after
+a crash): the next exitd adopts the TUN and UDP socket from the fd store and
+keeps the table and conntrack, so members stay connected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if unit != "" {
+				pending, why, err := service.RestartPending(unit, os.Getenv, systemctl)
+				if err != nil {
+					fmt.Fprintf(stderr, "exitd cleanup: %v; cleaning up\n", err)
+				} else if pending {
+					fmt.Fprintf(stdout, "exitd cleanup: %s; leaving the data path to the next exitd\n", why)
+					return nil
+				}
+			}
 			cfg, err := config.Load(path)
 			if err != nil {
 				fmt.Fprintf(stderr, "exitd cleanup: %v; using defaults\n", err)
@@ -44,7 +60,13 @@ If the config cannot be read, the defaults (TUN exit0, table exitd) are used.`,
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "config file (TOML)")
+	cmd.Flags().StringVar(&unit, "unit", "", "systemd unit this runs for (ExecStopPost); keep everything when it restarts")
 	return cmd
+}
+
+func systemctl(args ...string) (string, error) {
+	out, err := exec.Command("systemctl", args...).Output()
+	return string(out), err
 }
 
 func cleanup(cfg *config.Config, out io.Writer) error {

@@ -8,12 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"exitd/config"
 	"exitd/node"
+	"exitd/service"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,6 +25,7 @@ const DefaultConfig = "/etc/exitd/exitd.toml"
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
 	var path string
+	var sampleEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the exit node in the foreground (what the systemd unit starts)",
@@ -57,23 +59,22 @@ SIGHUP reloads the config and the member list without dropping sessions.`,
 					}
 				}
 			}()
+			svc, err := service.New()
+			if err != nil {
+				return err
+			}
 			n := node.New(node.Options{
-				Config: cfg, Logger: log, Version: version, Notify: sdNotifier{},
+				Config: cfg, Logger: log, Version: version, Notify: svc, Service: svc, SampleInterval: sampleEvery,
 				LoadConfig: func() (*config.Config, error) { return config.Load(path) },
 			})
 			return n.Run(ctx, reload)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfig, "config file (TOML)")
+	// Lab tests sample the load report every second instead of 15 s.
+	cmd.Flags().DurationVar(&sampleEvery, "sample-interval", 0, "load report sampling period (default 15s)")
+	cmd.Flags().MarkHidden("sample-interval")
 	return cmd
-}
-
-// sdNotifier sends states to systemd's NOTIFY_SOCKET; a no-op without one.
-type sdNotifier struct{}
-
-func (sdNotifier) Notify(state string) error {
-	_, err := daemon.SdNotify(false, state)
-	return err
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
@@ -122,4 +123,3 @@ func (h journalHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h journalHandler) WithGroup(g string) slog.Handler {
 	return journalHandler{Handler: h.Handler.WithGroup(g), w: h.w}
 }
-

@@ -65,6 +65,6 @@ with real WireGuard members, and removes everything when done.
 	}
 	root.SetOut(stdout)
 	b.register(root)
-	root.AddCommand(newDemoCmd(b, stdout), newBenchCmd(b, stdout), newFairnessCmd(b, stdout))
+	root.AddCommand(newDemoCmd(b, stdout), newBenchCmd(b, stdout), newFairnessCmd(b, stdout), newMembersBenchCmd(b, stdout))
 	return root
 }

@@ -1,0 +1,344 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"exitd/config"
+	"exitd/control"
+	"exitd/internal/testenv"
+	"exitd/keys"
+	"exitd/members"
+	"exitd/tunnel"
+)
+
+// testNode is a Node with a registry and a real wireguard-go device in a
+// throwaway netns (no NAT, no scheduler): what the control backend drives.
+func testNode(t testing.TB, quarantine time.Duration) *Node {
+	t.Helper()
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetNS(t)
+	priv, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("t.toml", []byte("[tunnel]\nipv4 = \"10.99.0.0/16\"\nipv6 = \"fd00:99::/64\"\n[wan]\ninterface = \"eth0\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	n.priv = priv
+	reg, err := members.Open(filepath.Join(t.TempDir(), "members.db"), members.Options{
+		Prefix4: cfg.Tunnel.Prefix4, Prefix6: cfg.Tunnel.Prefix6, Quarantine: quarantine,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	n.reg = reg
+	var tn *tunnel.Tunnel
+	testenv.Do(t, ns, func() {
+		tn, err = tunnel.Open(tunnel.Options{Name: "xb0", MTU: 1420, Port: 51820, PrivateKey: priv, NoUAPI: true,
+			Addrs: []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tn.Close() })
+	n.tun = tn
+	return n
+}
+
+// devicePeers is the set of public keys in the device.
+func devicePeers(t testing.TB, n *Node) map[keys.Key]tunnel.PeerStats {
+	t.Helper()
+	st, err := n.tun.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[keys.Key]tunnel.PeerStats{}
+	for _, s := range st {
+		out[s.PublicKey] = s
+	}
+	return out
+}
+
+func TestBackendBatchAddRemove(t *testing.T) {
+	n := testNode(t, time.Hour)
+	b := backend{n}
+	ctx := context.Background()
+	var reqs []control.AddMemberRequest
+	for i := range 1500 {
+		reqs = append(reqs, control.AddMemberRequest{Label: fmt.Sprintf("m%04d", i)})
+	}
+	reqs[7].Disabled = true
+	start := time.Now()
+	ms, err := b.AddMembers(ctx, control.AddMembersRequest{Members: reqs})
+	if err != nil || len(ms) != 1500 {
+		t.Fatalf("%d %v", len(ms), err)
+	}
+	t.Logf("1,500 members added in %v", time.Since(start))
+	if ms[0].Config != "" {
+		t.Fatal("config without asking")
+	}
+	dev := devicePeers(t, n)
+	if len(dev) != 1499 {
+		t.Fatalf("device has %d peers, want 1499 (one disabled)", len(dev))
+	}
+	for _, m := range ms {
+		k, _ := keys.Parse(m.PublicKey)
+		if _, ok := dev[k]; ok == m.Disabled {
+			t.Fatalf("%s: in device %v, disabled %v", m.Label, ok, m.Disabled)
+		}
+	}
+	// A failing batch changes nothing.
+	if _, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "new"}, {Label: "m0001"}}}); !errors.Is(err, members.ErrDuplicate) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if n.reg.Len() != 1500 || len(devicePeers(t, n)) != 1499 {
+		t.Fatal("failed batch changed registry or device")
+	}
+	gone, err := b.RemoveMembers(ctx, []string{"m0000", "m0007", ms[9].PublicKey})
+	if err != nil || len(gone) != 3 {
+		t.Fatalf("%v %v", gone, err)
+	}
+	dev = devicePeers(t, n)
+	if len(dev) != 1497 || n.reg.Len() != 1497 {
+		t.Fatalf("after removal: device %d registry %d", len(dev), n.reg.Len())
+	}
+	k0, _ := keys.Parse(ms[0].PublicKey)
+	if _, ok := dev[k0]; ok {
+		t.Fatal("removed member still in the device")
+	}
+}
+
+func TestBackendSingleAddConfigAndOwnKey(t *testing.T) {
+	n := testNode(t, time.Hour)
+	b := backend{n}
+	ctx := context.Background()
+	ms, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "alice"}}, Configs: true})
+	if err != nil || ms[0].Config == "" || ms[0].IPv4 != netip.MustParseAddr("10.99.0.2") {
+		t.Fatalf("%+v %v", ms, err)
+	}
+	m, err := b.Member(ctx, "alice")
+	if err != nil || m.Config == "" {
+		t.Fatalf("node-generated key not shown again: %+v %v", m, err)
+	}
+	_, err = b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "me", PublicKey: n.priv.Public().String()}}})
+	if !errors.Is(err, control.ErrConflict) {
+		t.Fatalf("node's own key: %v", err)
+	}
+	for _, bad := range []control.AddMemberRequest{
+		{Label: "x", IPv4: "fd00:99::5"}, {Label: "x", IPv6: "10.99.0.5"}, {Label: "x", IPv4: "nope"}, {Label: "x", PublicKey: "short"},
+	} {
+		if _, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{bad}}); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	ms, err = b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "bob", IPv6: "fd00:99::40"}}})
+	if err != nil || ms[0].IPv4 != netip.MustParseAddr("10.99.0.64") {
+		t.Fatalf("requested IPv6: %+v %v", ms, err)
+	}
+}
+
+func TestBackendDisableEnableWeight(t *testing.T) {
+	n := testNode(t, time.Hour)
+	b := backend{n}
+	ctx := context.Background()
+	ms, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "alice"}, {Label: "bob"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _ := keys.Parse(ms[0].PublicKey)
+	on, off, w, lim := false, true, 9, uint64(5e6)
+	m, err := b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &off})
+	if err != nil || !m.Disabled {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if _, ok := devicePeers(t, n)[ka]; ok {
+		t.Fatal("disabled member still in the device")
+	}
+	reg, _ := n.reg.Get("alice")
+	if !reg.Disabled || reg.IPv4 != ms[0].IPv4 {
+		t.Fatalf("registry after disable: %+v", reg)
+	}
+	// Another member taking alice's address while she is disabled is impossible.
+	c, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "carol", IPv4: ms[0].IPv4.String()}}})
+	if !errors.Is(err, members.ErrDuplicate) {
+		t.Fatalf("disabled member's address handed out: %+v %v", c, err)
+	}
+	// Disabling twice is fine; weight and limits change while disabled.
+	if _, err := b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &off, Weight: &w, EgressLimit: &lim}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &on})
+	if err != nil || m.Disabled || m.Weight != 9 || m.EgressLimit != 5e6 || m.LimitsEnforced {
+		t.Fatalf("%+v %v", m, err)
+	}
+	dev := devicePeers(t, n)
+	if _, ok := dev[ka]; !ok || len(dev) != 2 {
+		t.Fatalf("enabled member not back in the device (%d peers)", len(dev))
+	}
+	bad := 65
+	if _, err := b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Weight: &bad}); !errors.Is(err, members.ErrInvalidPolicy) {
+		t.Fatalf("weight 65: %v", err)
+	}
+	if _, err := b.UpdateMember(ctx, "nobody", control.UpdateMemberRequest{Weight: &w}); !errors.Is(err, members.ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+	// Removing a disabled member works and leaves the device alone.
+	if _, err := b.UpdateMember(ctx, "bob", control.UpdateMemberRequest{Disabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RemoveMembers(ctx, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(devicePeers(t, n)) != 1 || n.reg.Len() != 1 {
+		t.Fatal("after removing disabled bob")
+	}
+}
+
+// TestReconcileAtStart: after a crash the device may lack acknowledged
+// members or hold removed ones; syncPeers makes it equal to the registry's
+// enabled members without touching the others.
+func TestReconcileAtStart(t *testing.T) {
+	n := testNode(t, time.Hour)
+	var reqs []members.AddRequest
+	for i := range 300 {
+		reqs = append(reqs, members.AddRequest{Label: fmt.Sprintf("m%03d", i), Disabled: i%100 == 0})
+	}
+	ms, err := n.reg.AddBatch(reqs) // committed, never reached the device
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray, _ := keys.Generate(nil)
+	if err := n.tun.AddPeers([]tunnel.Peer{{PublicKey: stray.Public()}, peerOf(ms[1])}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.syncPeers(); err != nil {
+		t.Fatal(err)
+	}
+	dev := devicePeers(t, n)
+	if len(dev) != 297 {
+		t.Fatalf("device has %d peers, want 297", len(dev))
+	}
+	if _, ok := dev[stray.Public()]; ok {
+		t.Fatal("peer unknown to the registry survived")
+	}
+	for _, m := range ms {
+		if _, ok := dev[m.PublicKey]; ok == m.Disabled {
+			t.Fatalf("%s: in device %v, disabled %v", m.Label, ok, m.Disabled)
+		}
+	}
+}
+
+func TestBackendListQueryAndStatsCache(t *testing.T) {
+	n := testNode(t, time.Hour)
+	clock := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	n.now = func() time.Time { return clock }
+	b := backend{n}
+	ctx := context.Background()
+	var reqs []control.AddMemberRequest
+	for i := range 40 {
+		reqs = append(reqs, control.AddMemberRequest{Label: fmt.Sprintf("m%02d", i), Disabled: i >= 30})
+	}
+	if _, err := b.AddMembers(ctx, control.AddMembersRequest{Members: reqs}); err != nil {
+		t.Fatal(err)
+	}
+	page, total, err := b.Members(ctx, control.ListQuery{State: "disabled", Sort: "-label", Limit: 3})
+	if err != nil || total != 10 || len(page) != 3 || page[0].Label != "m39" {
+		t.Fatalf("%d %d %v", total, len(page), err)
+	}
+	// The dump is cached: a member added within statsMaxAge shows no stats
+	// until the cache expires, and then shows zero traffic.
+	first := n.stats.sample(n)
+	if len(first.cur) != 30 {
+		t.Fatalf("sample has %d peers", len(first.cur))
+	}
+	if _, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "late"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := n.stats.sample(n); len(s.cur) != 30 {
+		t.Fatalf("cache not used: %d peers", len(s.cur))
+	}
+	clock = clock.Add(2 * time.Second)
+	s := n.stats.sample(n)
+	if len(s.cur) != 31 || !s.prevAt.Equal(first.at) {
+		t.Fatalf("cache not refreshed: %d peers", len(s.cur))
+	}
+}
+
+func TestPeerSampleRates(t *testing.T) {
+	k := keys.Key{1}
+	t0 := time.Unix(1000, 0)
+	s := peerSample{
+		at: t0.Add(2 * time.Second), prevAt: t0,
+		prev: map[keys.Key]tunnel.PeerStats{k: {RxBytes: 1000, TxBytes: 5000}},
+		cur:  map[keys.Key]tunnel.PeerStats{k: {RxBytes: 3000, TxBytes: 255000}},
+	}
+	if rx, tx := s.rates(k); rx != 8000 || tx != 1_000_000 {
+		t.Fatalf("rates %d %d", rx, tx)
+	}
+	if rx, tx := s.rates(keys.Key{2}); rx != 0 || tx != 0 {
+		t.Fatal("rate for unknown peer")
+	}
+	s.cur[k] = tunnel.PeerStats{RxBytes: 10} // counters reset (peer re-added)
+	if rx, tx := s.rates(k); rx != 0 || tx != 0 {
+		t.Fatal("rate across a counter reset")
+	}
+	s.prevAt = s.at
+	if rx, _ := s.rates(k); rx != 0 {
+		t.Fatal("rate over zero time")
+	}
+}
+
+// BenchmarkBackend20k adds 20,000 members in batches of 1,000 (keys made
+// by the caller, as exitctl does), then lists them with live stats:
+// go test -run '^$' -bench Backend20k -benchtime 1x ./node/
+func BenchmarkBackend20k(b *testing.B) {
+	const total, chunk = 20000, 1000
+	reqs := make([]control.AddMemberRequest, total)
+	for i := range reqs {
+		k, _ := keys.Generate(nil)
+		reqs[i] = control.AddMemberRequest{Label: fmt.Sprintf("m%05d", i), PublicKey: k.Public().String()}
+	}
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		n := testNode(b, time.Hour)
+		bk := backend{n}
+		b.StartTimer()
+		start := time.Now()
+		for i := 0; i < total; i += chunk {
+			if _, err := bk.AddMembers(ctx, control.AddMembersRequest{Members: reqs[i : i+chunk]}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		added := time.Since(start)
+		start = time.Now()
+		page, _, err := bk.Members(ctx, control.ListQuery{Sort: "-rx"})
+		if err != nil || len(page) != total {
+			b.Fatal(len(page), err)
+		}
+		listed := time.Since(start)
+		start = time.Now()
+		if _, err := n.tun.Stats(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/total/1024, "KiB-heap/member")
+		b.ReportMetric(float64(ms.StackInuse)/total/1024, "KiB-stack/member")
+		b.ReportMetric(added.Seconds(), "s/add20k")
+		b.ReportMetric(listed.Seconds(), "s/list20k")
+		b.ReportMetric(time.Since(start).Seconds(), "s/dump20k")
+	}
+}

@@ -1,0 +1,345 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn/bindtest"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"exitd/control"
+	"exitd/keys"
+	"exitd/members"
+	"exitd/metrics"
+	"exitd/nat"
+	"exitd/report"
+	"exitd/sched"
+	"exitd/tuning"
+	"exitd/tunnel"
+)
+
+func TestSojournBucketsMatchScheduler(t *testing.T) {
+	if n := len(sched.Histogram{}); n != metrics.SojournBuckets {
+		t.Fatalf("sched has %d histogram buckets, metrics.SojournBuckets is %d", n, metrics.SojournBuckets)
+	}
+	b := sojournBounds()
+	if b[0] != sched.HistogramBound(0) || b[len(b)-1] != sched.HistogramBound(len(b)-1) {
+		t.Fatal("bounds differ from the scheduler's")
+	}
+}
+
+func TestNATReasonsCoverCounters(t *testing.T) {
+	for _, name := range []string{nat.CounterSpoofDrop, nat.CounterLeakDrop, nat.CounterMemberIsolationDrop,
+		nat.CounterGatewayInputDrop, nat.CounterForwardPolicyDrop} {
+		if natReasons[name] == "" {
+			t.Errorf("nft counter %s has no metric reason", name)
+		}
+	}
+	want := map[string]bool{"spoof": true, "leak": true, "isolation": true, "input": true, "forward_policy": true}
+	for _, r := range natReasons {
+		if !want[r] {
+			t.Errorf("unexpected reason %q", r)
+		}
+	}
+}
+
+func TestMemberSlots(t *testing.T) {
+	p := netip.MustParsePrefix
+	tests := []struct {
+		name   string
+		p4, p6 netip.Prefix
+		want   int
+	}{
+		{"/16 and /64", p("10.99.0.0/16"), p("fd00:99::/64"), 65533},
+		{"/24 only", p("10.0.0.0/24"), netip.Prefix{}, 253},
+		{"/112 v6 only", netip.Prefix{}, p("fd00::/112"), 65534},
+		{"/30", p("10.0.0.0/30"), netip.Prefix{}, 1},
+		{"none", netip.Prefix{}, netip.Prefix{}, 0},
+	}
+	for _, tc := range tests {
+		if got := memberSlots(tc.p4, tc.p6); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestKernelProfileCounts(t *testing.T) {
+	r := &tuning.Report{At: time.Unix(5, 0), Results: []tuning.Result{
+		{Key: "a", Status: tuning.StatusOK}, {Key: "b", Status: tuning.StatusOK},
+		{Key: "c", Status: tuning.StatusDrift, Critical: true, Safe: false},
+		{Key: "d", Status: tuning.StatusAbsent, Optional: true},
+	}}
+	p := kernelProfile(r)
+	if p.Keys["ok"] != 2 || p.Keys["drift"] != 1 || p.Keys["absent"] != 1 || p.CriticalFailures != 1 || !p.At.Equal(r.At) {
+		t.Fatalf("%+v", p)
+	}
+}
+
+func TestLoadWarnings(t *testing.T) {
+	o := &observability{}
+	tests := []struct {
+		name string
+		l    control.Load
+		last report.Sample
+		o    *observability
+		want []string
+	}{
+		{"quiet", control.Load{Conntrack: 10, ConntrackMax: 100}, report.Sample{}, o, nil},
+		{"conntrack 95%", control.Load{Conntrack: 95, ConntrackMax: 100}, report.Sample{}, o, []string{"conntrack table 95% full", "nf_conntrack_max"}},
+		{"udp overruns", control.Load{}, report.Sample{IntervalMs: 15000, UDPRcvErrors: 7}, o, []string{"UDP receive buffer overruns: 7 packets lost in the last 15s", "rmem_max"}},
+		{"link drops", control.Load{}, report.Sample{IntervalMs: 15000, LinkDrops: 3}, o, []string{"dropped 3 packets", "ethtool"}},
+		{"queue full", control.Load{Scheduler: &control.SchedulerLoad{LimitBytes: 100, QueueBytesDown: 95}}, report.Sample{}, o, []string{"near its limit"}},
+		{"metrics not served", control.Load{}, report.Sample{}, &observability{srvErr: fmt.Errorf("address in use")}, []string{"not served (address in use)", "[metrics] listen"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(loadWarnings(&tc.l, &tc.last, tc.o), "\n")
+			if len(tc.want) == 0 && got != "" {
+				t.Fatalf("unexpected warnings: %s", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("warnings %q lack %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+// metricsTestNode is a node with a registry and a scheduler over a channel TUN:
+// enough for the member source, without root.
+func metricsTestNode(t *testing.T, nMembers int) (*Node, []members.Member) {
+	t.Helper()
+	cfg := mustConfig(t, "")
+	reg, err := members.Open(filepath.Join(t.TempDir(), "members.db"), members.Options{Prefix4: cfg.Tunnel.Prefix4, Prefix6: cfg.Tunnel.Prefix6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	var reqs []members.AddRequest
+	for i := range nMembers {
+		reqs = append(reqs, members.AddRequest{Label: fmt.Sprintf("m%d", i)})
+	}
+	ms, err := reg.AddBatch(reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := sched.NewDevice(tuntest.NewChannelTUN().TUN(), sched.Config{}, sched.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	n := New(Options{Config: cfg})
+	n.reg, n.sched = reg, d
+	return n, ms
+}
+
+func TestMemberSource(t *testing.T) {
+	n, ms := metricsTestNode(t, 3)
+	n.schedUpsert(ms[0])
+	n.schedUpsert(ms[1]) // ms[2] is not in the scheduler (e.g. disabled)
+	hs := time.Unix(1_700_000_000, 0)
+	peers := map[keys.Key]tunnel.PeerStats{
+		ms[0].PublicKey: {PublicKey: ms[0].PublicKey, RxBytes: 100, TxBytes: 900, LastHandshake: hs},
+		ms[2].PublicKey: {PublicKey: ms[2].PublicKey, RxBytes: 5},
+	}
+	src := memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return peers, nil }}
+	got := map[string]metrics.MemberCounters{}
+	if err := src.ForEachMember(func(c *metrics.MemberCounters) { got[c.Label] = *c }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d members yielded, want 3 (the unknown class skipped)", len(got))
+	}
+	a := got["m0"]
+	if a.RxBytes != 100 || a.TxBytes != 900 || !a.LastHandshake.Equal(hs) || a.PublicKey != ms[0].PublicKey.String() ||
+		a.AllowedIPs != netip.PrefixFrom(ms[0].IPv4, 32).String()+","+netip.PrefixFrom(ms[0].IPv6, 128).String() || a.ID != ms[0].ID {
+		t.Fatalf("m0: %+v", a)
+	}
+	if got["m1"].RxBytes != 0 || got["m2"].RxBytes != 5 {
+		t.Fatalf("m1 %+v m2 %+v", got["m1"], got["m2"])
+	}
+	// A failed dump is an error, never members with zero counters.
+	failing := memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return nil, errors.New("uapi: closed") }}
+	if err := failing.ForEachMember(func(*metrics.MemberCounters) { t.Fatal("member yielded without a dump") }); err == nil {
+		t.Fatal("dump error swallowed")
+	}
+	// Through the table: the snapshot counts every configured member.
+	tb := metrics.NewTable(src, metrics.TableOptions{})
+	s, err := tb.Snapshot()
+	if err != nil || s.Configured != 3 {
+		t.Fatalf("snapshot %+v %v", s, err)
+	}
+}
+
+func TestSchedSourceAndObservability(t *testing.T) {
+	n, ms := metricsTestNode(t, 2)
+	n.schedUpsert(ms[0])
+	st, ok := (schedSource{n}).SchedStats()
+	if !ok || st.Discipline != "srr" || st.Members != 1 {
+		t.Fatalf("%+v %v", st, ok)
+	}
+	if _, ok := (schedSource{&Node{}}).SchedStats(); ok {
+		t.Fatal("no scheduler reported as present")
+	}
+	if _, ok := (kernelSource{&Node{}}).KernelProfile(); ok {
+		t.Fatal("no kernel monitor reported a profile")
+	}
+	o := n.newObservability(0)
+	if o.every != report.DefaultInterval {
+		t.Fatalf("default interval %v", o.every)
+	}
+	if o.table == nil || o.reg == nil || o.host.TUN != n.cfg.Tunnel.Name || o.host.WAN != "eth0" {
+		t.Fatalf("observability %+v", o)
+	}
+}
+
+// BenchmarkDeviceDump measures the expensive part of a member-table
+// refresh on a real wireguard-go device: the UAPI dump of every peer plus
+// the map the table reads it through. EXITD_BENCH_PEERS sets the peer
+// count (default 2,000; the documented figure used 20,000).
+func BenchmarkDeviceDump(b *testing.B) {
+	peers := 2000
+	if v, err := strconv.Atoi(os.Getenv("EXITD_BENCH_PEERS")); err == nil && v > 0 {
+		peers = v
+	}
+	binds := bindtest.NewChannelBinds()
+	dev := device.NewDevice(tuntest.NewChannelTUN().TUN(), binds[0], device.NewLogger(device.LogLevelSilent, ""))
+	defer dev.Close()
+	priv, _ := keys.Generate(nil)
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "private_key=%s\n", priv.Hex())
+	for i := range peers {
+		k, _ := keys.Generate(nil)
+		fmt.Fprintf(&cfg, "public_key=%s\nallowed_ip=10.%d.%d.%d/32\n", k.Public().Hex(), 100+i>>16, (i>>8)&255, i&255)
+	}
+	if err := dev.IpcSet(cfg.String()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := dev.IpcGet()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := make(map[string]int, peers)
+		for line := range strings.Lines(s) {
+			if k, v, ok := strings.Cut(line, "="); ok && k == "public_key" {
+				m[v] = len(m)
+			}
+		}
+		if len(m) != peers {
+			b.Fatalf("%d peers in the dump", len(m))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/dump")
+}
+
+// observedNode is metricsTestNode with observability over a fake device
+// dump and an in-memory ring.
+func observedNode(t *testing.T) (*Node, []members.Member, map[keys.Key]tunnel.PeerStats, *time.Time) {
+	t.Helper()
+	n, ms := metricsTestNode(t, 3)
+	now := time.Unix(1_700_000_000, 0)
+	n.now = func() time.Time { return now }
+	for _, m := range ms {
+		n.schedUpsert(m)
+	}
+	peers := map[keys.Key]tunnel.PeerStats{}
+	o := n.newObservability(time.Second)
+	o.table = metrics.NewTable(memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return peers, nil }},
+		metrics.TableOptions{Now: n.now, SojournBounds: sojournBounds()})
+	o.ring = report.NewMemoryRing(100)
+	o.sampler = report.NewSampler(o.ring, n.reading, nil)
+	n.obs = o
+	return n, ms, peers, &now
+}
+
+func TestBackendLoadTopSamples(t *testing.T) {
+	n, ms, peers, now := observedNode(t)
+	ctx := t.Context()
+	b := backend{n}
+	n.obs.sampler.Sample(*now)
+	// Two seconds later alice downloaded 2 MB, bob 200 kB; carol is idle.
+	*now = now.Add(2 * time.Second)
+	peers[ms[0].PublicKey] = tunnel.PeerStats{PublicKey: ms[0].PublicKey, TxBytes: 2_000_000, RxBytes: 50_000, LastHandshake: *now}
+	peers[ms[1].PublicKey] = tunnel.PeerStats{PublicKey: ms[1].PublicKey, TxBytes: 200_000, RxBytes: 9_000, LastHandshake: *now}
+	peers[ms[2].PublicKey] = tunnel.PeerStats{PublicKey: ms[2].PublicKey, LastHandshake: *now}
+	s := n.obs.sampler.Sample(*now)
+	if s.BytesOut != 2_200_000 || s.BytesIn != 59_000 || s.Configured != 3 || s.IntervalMs != 2000 || s.MemberSlots != 65533 {
+		t.Fatalf("sample %+v", s)
+	}
+	if s.MemTotal == 0 || s.NCPU == 0 {
+		t.Fatalf("host figures missing from the sample: %+v", s)
+	}
+	l, err := b.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Configured != 3 || l.BytesOut != 2_200_000 || l.Scheduler == nil || l.Scheduler.Discipline != "srr" ||
+		l.NATDrops != nil || l.MetricsURL != "" || l.Idle+l.Active != 3 {
+		t.Fatalf("load %+v", l)
+	}
+	top, err := b.Top(ctx, 2, control.SortRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Members) != 2 || top.Members[0].Label != ms[0].Label || top.Members[1].Label != ms[1].Label ||
+		top.Members[0].BytesOut != 2_000_000 || top.Sort != "rate" {
+		t.Fatalf("top %+v", top)
+	}
+	if _, err := b.Top(ctx, 2, "label"); err == nil {
+		t.Fatal("unknown sort accepted")
+	}
+	for _, sort := range []string{control.SortQueue, control.SortDrops} {
+		if top, err := b.Top(ctx, 10, sort); err != nil || len(top.Members) != 3 {
+			t.Fatalf("%s: %v %d", sort, err, len(top.Members))
+		}
+	}
+	ss, err := b.Samples(ctx, time.Time{})
+	if err != nil || len(ss) != 2 {
+		t.Fatalf("samples %d %v", len(ss), err)
+	}
+	if ss, _ := b.Samples(ctx, now.Add(time.Second)); len(ss) != 0 {
+		t.Fatalf("samples from the future: %d", len(ss))
+	}
+	if _, err := (backend{&Node{}}).Load(ctx); err == nil {
+		t.Fatal("load without metrics")
+	}
+	if _, err := (backend{&Node{}}).Samples(ctx, time.Time{}); err == nil {
+		t.Fatal("samples without metrics")
+	}
+}
+
+func TestStartMetricsServesAndStops(t *testing.T) {
+	n, _, _, _ := observedNode(t)
+	n.cfg.StateDir = t.TempDir()
+	n.cfg.Metrics.Listen = "127.0.0.1:0"
+	stop, err := n.startMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.obs.url == "" || !strings.HasPrefix(n.obs.url, "http://127.0.0.1:") {
+		t.Fatalf("url %q", n.obs.url)
+	}
+	n.obs.ring.Append(report.Sample{TimeMs: 1})
+	stop()
+	got, err := report.ReadRingFile(filepath.Join(n.cfg.StateDir, ringFile))
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ring after stop: %v %v", got, err)
+	}
+	// An explicit address that is taken fails the start.
+	n.cfg.Metrics.Listen = "256.0.0.1:1"
+	if _, err := n.startMetrics(); err == nil || !strings.Contains(err.Error(), "metrics: listen") {
+		t.Fatalf("bad explicit listen: %v", err)
+	}
+}

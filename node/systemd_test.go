@@ -1,0 +1,349 @@
+package node
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/conn/bindtest"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"exitd/keys"
+	"exitd/service"
+	"exitd/tunnel"
+)
+
+func key(t *testing.T) keys.Key {
+	t.Helper()
+	k, err := keys.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+func TestEndpointsRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), endpointsFile)
+	if eps, err := loadEndpoints(path); err != nil || eps != nil {
+		t.Fatalf("missing file: %v %v", eps, err)
+	}
+	a, b := key(t), key(t)
+	want := map[keys.Key]netip.AddrPort{
+		a: netip.MustParseAddrPort("198.18.1.1:51820"),
+		b: netip.MustParseAddrPort("[2001:2:0:2::5]:40000"),
+	}
+	if err := saveEndpoints(path, want); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v %v", st.Mode(), err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("temp file left behind")
+	}
+	got, err := loadEndpoints(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[a] != want[a] || got[b] != want[b] {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestLoadEndpointsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := key(t)
+	tests := []struct {
+		name    string
+		content string
+		want    int
+		wantErr bool
+	}{
+		{"garbage", "not json", 0, true},
+		{"bad entries skipped", `{"endpoints": {"` + good.String() + `": "198.18.1.1:1", "nokey": "198.18.1.2:1", "` + key(t).String() + `": "no-port"}}`, 1, false},
+		{"empty", `{}`, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			os.WriteFile(p, []byte(tc.content), 0o600)
+			got, err := loadEndpoints(p)
+			if (err != nil) != tc.wantErr || len(got) != tc.want {
+				t.Fatalf("got %v, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestRates(t *testing.T) {
+	var r rates
+	t0 := time.Unix(100, 0)
+	r.update(t0, 1000, 5000)
+	if r.up != 0 || r.down != 0 {
+		t.Fatal("first sample must only set the baseline")
+	}
+	r.update(t0.Add(2*time.Second), 1000+250_000, 5000+2_500_000)
+	if r.up != 1e6 || r.down != 1e7 {
+		t.Fatalf("up %v down %v, want 1 Mbit/s and 10 Mbit/s", r.up, r.down)
+	}
+	r.update(t0.Add(3*time.Second), 0, 0) // counters reset (device restarted): keep last rates
+	if r.up != 1e6 {
+		t.Fatalf("reset counters changed the rate to %v", r.up)
+	}
+	for _, tc := range []struct {
+		bps  float64
+		want string
+	}{{0, "0 bit/s"}, {999, "999 bit/s"}, {1500, "1.5 kbit/s"}, {94.1e6, "94.1 Mbit/s"}, {2.5e9, "2.50 Gbit/s"}} {
+		if got := formatRate(tc.bps); got != tc.want {
+			t.Errorf("formatRate(%v) = %q, want %q", tc.bps, got, tc.want)
+		}
+	}
+}
+
+func TestHealthLimit(t *testing.T) {
+	for _, tc := range []struct{ wd, want time.Duration }{
+		{0, time.Second}, {3 * time.Second, time.Second}, {30 * time.Second, 10 * time.Second}, {time.Hour, 10 * time.Second}, {9 * time.Second, 3 * time.Second},
+	} {
+		if got := healthLimit(tc.wd); got != tc.want {
+			t.Errorf("healthLimit(%v) = %v, want %v", tc.wd, got, tc.want)
+		}
+	}
+}
+
+// clock is a manual clock for Health.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestWatchedTUNStages(t *testing.T) {
+	clk := &clock{t: time.Unix(0, 0)}
+	h := service.NewHealth(time.Second, clk.now)
+	ch := tuntest.NewChannelTUN()
+	w := watchTUN(ch.TUN(), h.Stage("tun-read"), h.Stage("tun-write"))
+	bufs := [][]byte{make([]byte, 2000)}
+	sizes := []int{0}
+	ping := tuntest.Ping(netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.1"))
+
+	// Waiting in Read for a long time is healthy.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := w.Read(bufs, sizes, 0); err != nil {
+			t.Error(err)
+		}
+	}()
+	clk.add(time.Hour)
+	if err := h.Check(); err != nil {
+		t.Fatalf("waiting reader: %v", err)
+	}
+	ch.Outbound <- ping
+	<-done
+	// The reader returned with a packet and never came back: stuck.
+	clk.add(2 * time.Second)
+	if err := h.Check(); err == nil || !strings.Contains(err.Error(), "tun-read") {
+		t.Fatalf("reader that stopped reading: %v", err)
+	}
+	// Calling Read again is progress.
+	go w.Read(bufs, sizes, 0)
+	if err := pollHealthy(h); err != nil {
+		t.Fatalf("reader back: %v", err)
+	}
+	ch.Outbound <- ping // release it
+
+	// Write: busy inside, idle after.
+	got := make(chan []byte)
+	go func() { got <- <-ch.Inbound }()
+	if _, err := w.Write([][]byte{append([]byte(nil), ping...)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	clk.add(time.Hour)
+	if err := h.Check(); err != nil {
+		t.Fatalf("after write: %v", err)
+	}
+}
+
+// pollHealthy waits (bounded) for a goroutine to reach its wait point.
+func pollHealthy(h *service.Health) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := h.Check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Millisecond) // polling another goroutine's progress
+	}
+}
+
+// blockingBind's Send blocks until released: a wedged UDP egress.
+type blockingBind struct {
+	conn.Bind
+	release chan struct{}
+}
+
+func (b *blockingBind) Send([][]byte, conn.Endpoint) error { <-b.release; return nil }
+
+func TestWatchedBindStuckSend(t *testing.T) {
+	clk := &clock{t: time.Unix(0, 0)}
+	h := service.NewHealth(time.Second, clk.now)
+	binds := bindtest.NewChannelBinds()
+	bb := &blockingBind{Bind: binds[0], release: make(chan struct{})}
+	w := &watchedBind{Bind: bb, send: h.Stage("udp-send"), recv: h.Stage("udp-receive")}
+	sent := make(chan struct{})
+	go func() {
+		w.Send([][]byte{{1}}, bindtest.ChannelEndpoint(1))
+		close(sent)
+	}()
+	if err := netlabFreeWait(func() bool { clk.add(100 * time.Millisecond); return h.Check() != nil }); err != nil {
+		t.Fatal("a send blocked for seconds was not reported")
+	}
+	if err := h.Check(); !strings.Contains(err.Error(), "udp-send") {
+		t.Fatalf("wrong stage: %v", err)
+	}
+	close(bb.release)
+	<-sent
+	if err := h.Check(); err != nil {
+		t.Fatalf("after the send returned: %v", err)
+	}
+}
+
+func netlabFreeWait(cond func() bool) error {
+	for range 1000 {
+		if cond() {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("timeout")
+}
+
+func TestWatchedBindReceive(t *testing.T) {
+	clk := &clock{t: time.Unix(0, 0)}
+	h := service.NewHealth(time.Second, clk.now)
+	binds := bindtest.NewChannelBinds()
+	w := &watchedBind{Bind: binds[0], send: h.Stage("udp-send"), recv: h.Stage("udp-receive")}
+	fns, _, err := w.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, _, err := binds[1].Open(0); err != nil {
+		t.Fatal(err)
+	}
+	// binds[1] sends to its IPv4 target, which binds[0]'s first function receives.
+	if err := binds[1].Send([][]byte{[]byte("hello")}, bindtest.ChannelEndpoint(2)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := fns[0]([][]byte{make([]byte, 100)}, []int{0}, make([]conn.Endpoint, 1))
+	if err != nil || n != 1 {
+		t.Fatalf("receive: %d %v", n, err)
+	}
+	if err := h.Check(); err != nil {
+		t.Fatalf("just received: %v", err)
+	}
+	clk.add(2 * time.Second) // processing what it received, never back for more
+	if err := h.Check(); err == nil || !strings.Contains(err.Error(), "udp-receive") {
+		t.Fatalf("receiver that stopped receiving: %v", err)
+	}
+}
+
+func TestWatchedAllocs(t *testing.T) {
+	h := service.NewHealth(time.Second, nil)
+	ch := tuntest.NewChannelTUN()
+	w := watchTUN(ch.TUN(), h.Stage("r"), h.Stage("w"))
+	pkt := [][]byte{tuntest.Ping(netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.1"))}
+	go func() {
+		for range ch.Inbound {
+		}
+	}()
+	raw := testing.AllocsPerRun(100, func() { ch.TUN().Write(pkt, 0) }) // the channel TUN copies
+	if n := testing.AllocsPerRun(100, func() { w.Write(pkt, 0) }); n != raw {
+		t.Errorf("watched Write: %v allocs, the device alone %v", n, raw)
+	}
+}
+
+// fakeService records the fd store traffic.
+type fakeService struct {
+	mu       sync.Mutex
+	stored   []string
+	files    map[string][]*os.File
+	storeErr error
+}
+
+func (f *fakeService) StoreFile(name string, _ syscall.Conn) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.storeErr != nil {
+		return f.storeErr
+	}
+	f.stored = append(f.stored, name)
+	return nil
+}
+
+func (f *fakeService) TakeFiles(name string) []*os.File {
+	fs := f.files[name]
+	delete(f.files, name)
+	return fs
+}
+
+func (f *fakeService) WatchdogInterval() time.Duration { return 30 * time.Second }
+
+func devNull(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return os.NewFile(f.Fd(), name)
+}
+
+func TestAdoptFiles(t *testing.T) {
+	extra := devNull(t, "tun")
+	svc := &fakeService{files: map[string][]*os.File{
+		tunnel.HandoverTUN:  {devNull(t, "tun"), extra},
+		tunnel.HandoverUDP4: {devNull(t, "udp4")},
+		tunnel.HandoverUDP6: {devNull(t, "udp6")},
+	}}
+	n := New(Options{Service: svc})
+	var o tunnel.Options
+	n.adoptFiles(&o)
+	if o.TUN == nil || len(o.UDP) != 2 || o.UDP[0].Name() != "udp4" || o.UDP[1].Name() != "udp6" {
+		t.Fatalf("options %+v", o)
+	}
+	if _, err := extra.Stat(); err == nil {
+		t.Error("a second inherited TUN was not closed")
+	}
+	// Without a service manager nothing is adopted.
+	var none tunnel.Options
+	New(Options{}).adoptFiles(&none)
+	if none.TUN != nil || none.UDP != nil {
+		t.Fatal("adopted without a service")
+	}
+}
+
+func TestServiceInterface(t *testing.T) {
+	var _ Service = (*fakeService)(nil)
+	var _ Notifier = (*service.Manager)(nil)
+	n := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	if n.handingOver() {
+		t.Fatal("a fresh node hands over")
+	}
+}
