@@ -316,3 +316,13 @@ func FuzzDecodeAddMember(f *testing.F) {
 		}
 	})
 }
+
+func TestHasGroup(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !hasGroup(p, os.Getgid()) || hasGroup(p, os.Getgid()+1) || hasGroup(p+"x", os.Getgid()) {
+		t.Fatal("hasGroup wrong")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"exitd/members"
@@ -95,7 +96,9 @@ func Listen(opts ServerOptions) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control: chmod %s: %w", opts.Path, err)
 	}
-	if opts.Group >= 0 {
+	if opts.Group >= 0 && !hasGroup(opts.Path, opts.Group) {
+		// Under systemd the socket directory already carries the group and
+		// chown is filtered (~@privileged): only chown when needed.
 		if err := os.Chown(opts.Path, -1, opts.Group); err != nil {
 			log.Warn("control socket: cannot set group", "path", opts.Path, "err", err)
 		}
@@ -374,4 +377,14 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(ErrorBody{Error: APIError{Code: code, Message: msg}})
+}
+
+// hasGroup reports whether path already belongs to gid.
+func hasGroup(path string, gid int) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Gid) == gid
 }

@@ -272,19 +272,23 @@ func (n *Node) peerStats() map[keys.Key]tunnel.PeerStats {
 	return n.stats.sample(n).cur
 }
 
-// statsMaxAge is how long a device dump serves requests: a dump of 20,000
-// peers costs tens of milliseconds, and the service loop, status and list
-// all want one.
-const statsMaxAge = time.Second
+// statsMaxAge is how long a device dump serves callers: long enough that
+// the service loop's two reads per tick and concurrent requests share one
+// dump (20,000 peers cost ~150 ms), short enough that what a command shows
+// is current.
+const statsMaxAge = 100 * time.Millisecond
 
-// peerSampler keeps the last two dumps of the device's peers; rates are
-// their difference. Its zero value is ready.
+// rateWindow is the shortest interval rates are computed over.
+const rateWindow = time.Second
+
+// peerSampler keeps the last dump of the device's peers and an older one;
+// rates are their difference. Its zero value is ready.
 type peerSampler struct {
 	mu   sync.Mutex
 	last peerSample
 }
 
-// peerSample is one dump and the previous one.
+// peerSample is one dump and an older one.
 type peerSample struct {
 	at, prevAt time.Time
 	cur, prev  map[keys.Key]tunnel.PeerStats
@@ -306,7 +310,14 @@ func (s *peerSampler) sample(n *Node) peerSample {
 	for _, p := range st {
 		cur[p.PublicKey] = p
 	}
-	s.last = peerSample{at: now, prevAt: s.last.at, cur: cur, prev: s.last.cur}
+	// The older dump moves up to the last one when that is at least
+	// rateWindow old, or when the older one is stale: rates then span
+	// 1-3 windows whoever samples how often.
+	next := peerSample{at: now, prevAt: s.last.prevAt, cur: cur, prev: s.last.prev}
+	if s.last.cur != nil && (next.prev == nil || now.Sub(s.last.at) >= rateWindow || now.Sub(s.last.prevAt) > 3*rateWindow) {
+		next.prevAt, next.prev = s.last.at, s.last.cur
+	}
+	s.last = next
 	return s.last
 }
 

@@ -256,8 +256,8 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 	if err != nil || total != 10 || len(page) != 3 || page[0].Label != "m39" {
 		t.Fatalf("%d %d %v", total, len(page), err)
 	}
-	// The dump is cached: a member added within statsMaxAge shows no stats
-	// until the cache expires, and then shows zero traffic.
+	// The dump is shared for statsMaxAge: a member added meanwhile shows
+	// up in the next one.
 	first := n.stats.sample(n)
 	if len(first.cur) != 30 {
 		t.Fatalf("sample has %d peers", len(first.cur))
@@ -266,12 +266,32 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s := n.stats.sample(n); len(s.cur) != 30 {
-		t.Fatalf("cache not used: %d peers", len(s.cur))
+		t.Fatalf("dump not shared: %d peers", len(s.cur))
 	}
-	clock = clock.Add(2 * time.Second)
+	clock = clock.Add(statsMaxAge)
 	s := n.stats.sample(n)
-	if len(s.cur) != 31 || !s.prevAt.Equal(first.at) {
-		t.Fatalf("cache not refreshed: %d peers", len(s.cur))
+	if len(s.cur) != 31 {
+		t.Fatalf("dump not refreshed: %d peers", len(s.cur))
+	}
+	// Rates span at least rateWindow when samples come often, and move on
+	// when the older dump gets stale.
+	steps := []struct {
+		advance time.Duration
+		prevAge time.Duration // of the older dump after sampling
+	}{
+		{500 * time.Millisecond, 600 * time.Millisecond},
+		{500 * time.Millisecond, 1100 * time.Millisecond},
+		{2 * time.Second, 2 * time.Second},
+		{300 * time.Millisecond, 2300 * time.Millisecond},
+		{900 * time.Millisecond, 900 * time.Millisecond}, // older dump 3.2 s old: the last one moves up
+		{200 * time.Millisecond, 1100 * time.Millisecond},
+	}
+	for i, st := range steps {
+		clock = clock.Add(st.advance)
+		s := n.stats.sample(n)
+		if got := s.at.Sub(s.prevAt); got != st.prevAge {
+			t.Fatalf("step %d: rate window %v, want %v", i, got, st.prevAge)
+		}
 	}
 }
 

@@ -165,7 +165,7 @@ func TestWatchedTUNStages(t *testing.T) {
 	if err := pollHealthy(h); err != nil {
 		t.Fatalf("reader back: %v", err)
 	}
-	ch.Outbound <- ping // release it
+	defer w.Close() // the waiting reader returns an error, not a packet
 
 	// Write: busy inside, idle after.
 	got := make(chan []byte)

@@ -196,6 +196,7 @@ type built struct{ dir, rpm, deb string }
 
 var (
 	buildOnce  sync.Once
+	buildBase  string // removed by TestMain, even after a failed build
 	builds     [2]built
 	buildError error
 )
@@ -211,6 +212,7 @@ func buildTwice(t *testing.T) [2]built {
 			buildError = err
 			return
 		}
+		buildBase = base
 		for i := range builds {
 			dir := filepath.Join(base, strconv.Itoa(i))
 			out, err := exec.Command("make", "-C", repo, "packages", "DIST="+dir, "VERSION=v1.0.0-test").CombinedOutput()
@@ -242,8 +244,8 @@ func (e *buildErr) Error() string { return "make packages: " + e.err.Error() + "
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builds[0].dir != "" {
-		os.RemoveAll(filepath.Dir(builds[0].dir))
+	if buildBase != "" {
+		os.RemoveAll(buildBase)
 	}
 	os.Exit(code)
 }
@@ -253,18 +255,19 @@ type file struct{ mode, owner, group string }
 
 // expected is every path in the packages with its mode, owner and group.
 var expected = map[string]file{
-	"/usr/sbin/exitd":                       {"-rwxr-xr-x", "root", "root"},
-	"/usr/bin/exitctl":                      {"-rwxr-xr-x", "root", "root"},
-	"/usr/lib/systemd/system/exitd.service": {"-rw-r--r--", "root", "root"},
-	"/usr/lib/sysusers.d/exitd.conf":        {"-rw-r--r--", "root", "root"},
-	"/usr/lib/sysctl.d/60-exitd.conf":       {"-rw-r--r--", "root", "root"},
-	"/usr/lib/modules-load.d/exitd.conf":    {"-rw-r--r--", "root", "root"},
-	"/usr/lib/firewalld/services/exitd.xml": {"-rw-r--r--", "root", "root"},
-	"/usr/share/doc/exitd/packaging.md":     {"-rw-r--r--", "root", "root"},
-	"/etc/exitd":                            {"drwxr-x---", "root", "exitd"},
-	"/etc/exitd/exitd.toml":                 {"-rw-r-----", "root", "exitd"},
-	"/etc/sysconfig/exitd":                  {"-rw-r--r--", "root", "root"},
-	"/var/lib/exitd":                        {"drwx------", "exitd", "exitd"},
+	"/usr/sbin/exitd":                               {"-rwxr-xr-x", "root", "root"},
+	"/usr/bin/exitctl":                              {"-rwxr-xr-x", "root", "root"},
+	"/usr/lib/systemd/system/exitd.service":         {"-rw-r--r--", "root", "root"},
+	"/usr/lib/sysusers.d/exitd.conf":                {"-rw-r--r--", "root", "root"},
+	"/usr/lib/sysctl.d/60-exitd.conf":               {"-rw-r--r--", "root", "root"},
+	"/usr/lib/modules-load.d/exitd.conf":            {"-rw-r--r--", "root", "root"},
+	"/usr/lib/firewalld/services/exitd.xml":         {"-rw-r--r--", "root", "root"},
+	"/usr/share/doc/exitd/packaging.md":             {"-rw-r--r--", "root", "root"},
+	"/usr/share/exitd/grafana/exitd-dashboard.json": {"-rw-r--r--", "root", "root"},
+	"/etc/exitd":            {"drwxr-x---", "root", "exitd"},
+	"/etc/exitd/exitd.toml": {"-rw-r-----", "root", "exitd"},
+	"/etc/sysconfig/exitd":  {"-rw-r--r--", "root", "root"},
+	"/var/lib/exitd":        {"drwx------", "exitd", "exitd"},
 }
 
 // sources maps packaged files to the repository files they must equal.

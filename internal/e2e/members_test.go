@@ -157,7 +157,9 @@ func TestMembersChurnKeepsDownload(t *testing.T) {
 	serveWeb(t, l)
 	n := startNode(t, l, harness.NodeOptions{})
 	ctx := context.Background()
-	alice, err := n.AddMember(ctx, l.Members[0], "alice")
+	// Labels name the member's wireguard-go device, whose UAPI socket
+	// lives in the global /var/run/wireguard: keep them unlike other tests'.
+	alice, err := n.AddMember(ctx, l.Members[0], "churnee")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +276,7 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 	serveWeb(t, l)
 	n := startNode(t, l, harness.NodeOptions{IPv4: "10.99.0.0/29", IPv6: "fd00:99::/120"})
 	ctx := context.Background()
-	alice, err := n.AddMember(ctx, l.Members[0], "alice")
+	alice, err := n.AddMember(ctx, l.Members[0], "quara")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,10 +289,10 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}()
-	confPath := filepath.Join(n.Opts.Dir, "alice.conf")
+	confPath := filepath.Join(n.Opts.Dir, "quara.conf")
 
 	t.Run("disabled member cannot connect", func(t *testing.T) {
-		if _, err := n.Exitctl(ctx, "member", "disable", "alice"); err != nil {
+		if _, err := n.Exitctl(ctx, "member", "disable", "quara"); err != nil {
 			t.Fatal(err)
 		}
 		if devicePeers(t, n)[key] {
@@ -307,14 +309,14 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 		if f := strings.Fields(string(out)); len(f) != 2 || f[1] != "0" {
 			t.Fatalf("disabled member completed a handshake: %q", out)
 		}
-		out, err := n.Exitctl(ctx, "--json", "member", "show", "alice")
+		out, err := n.Exitctl(ctx, "--json", "member", "show", "quara")
 		var m control.Member
 		if err != nil || json.Unmarshal(out, &m) != nil || !m.Disabled || m.IPv4.String() != alice.Addr4 {
 			t.Fatalf("show: %s %v", out, err)
 		}
 	})
 	t.Run("enabled member connects again", func(t *testing.T) {
-		if _, err := n.Exitctl(ctx, "member", "enable", "alice"); err != nil {
+		if _, err := n.Exitctl(ctx, "member", "enable", "quara"); err != nil {
 			t.Fatal(err)
 		}
 		alice.Down()
@@ -329,17 +331,17 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := n.Exitctl(ctx, "member", "remove", "alice"); err != nil {
+		if _, err := n.Exitctl(ctx, "member", "remove", "quara"); err != nil {
 			t.Fatal(err)
 		}
 		cannotReach(t, alice.NS)
 		_, err := n.Exitctl(ctx, "member", "add", "--label", "frank")
 		if err == nil || !strings.Contains(err.Error(), "prefix_exhausted") {
-			t.Fatalf("add after removal: %v (alice's address must stay quarantined)", err)
+			t.Fatalf("add after removal: %v (quara's address must stay quarantined)", err)
 		}
 		_, err = n.Exitctl(ctx, "member", "add", "--label", "frank", "--ipv4", alice.Addr4)
 		if err == nil || !strings.Contains(err.Error(), "quarantined") {
-			t.Fatalf("asking for alice's address: %v", err)
+			t.Fatalf("asking for quara's address: %v", err)
 		}
 		if code, err := n.Terminate(15 * time.Second); err != nil || code != 0 {
 			t.Fatalf("stop: %d %v", code, err)

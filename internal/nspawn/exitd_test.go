@@ -288,12 +288,13 @@ func TestPackagedExitdUnderSystemd(t *testing.T) {
 			notPID = ""
 		}
 		p := waitActive(ctx, t, c, notPID, 0, 30*time.Second)
+		back := time.Since(t0)
 		if ev.same && p["MainPID"] != before {
 			t.Errorf("%s replaced the process", ev.name)
 		}
 		dl.waitBytes(t, have+8<<20, 30*time.Second)
 		_, stall, err := dl.state()
-		t.Logf("%s: active again in %v; longest download stall %v; status %q", ev.name, time.Since(t0).Round(time.Millisecond), stall.Round(time.Millisecond), p["StatusText"])
+		t.Logf("%s: active again after %v; longest download stall %v; status %q", ev.name, back.Round(time.Millisecond), stall.Round(time.Millisecond), p["StatusText"])
 		if err != nil {
 			t.Fatalf("%s: the member's download broke: %v", ev.name, err)
 		}
