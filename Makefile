@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -buildid= -X main.version=$(VERSION)
 BIN      := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-short demo bench bench-go bench-fairness lint fmt clean deps
+.PHONY: all build test test-short demo bench bench-go bench-fairness bench-members lint fmt clean deps
 
 all: build
 
@@ -38,6 +38,9 @@ bench: deps build
 
 bench-fairness: deps build
 	$(BIN)/exitlab fairness --out bench-results
+
+bench-members: deps build
+	$(BIN)/exitlab members-bench --out bench-results
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./sched/ ./members/

@@ -54,6 +54,7 @@ type membersOpts struct {
 	timeout    time.Duration
 	out        string
 	noRestart  bool
+	memLimit   string // GOMEMLIMIT for exitd only
 }
 
 func newMembersBenchCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -99,13 +100,15 @@ batch size 1), each sending from its own address in member 1's namespace
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up waiting for connects after this long")
 	f.StringVar(&o.out, "out", "bench-results", "directory for members.json (empty: none)")
 	f.BoolVar(&o.noRestart, "no-restart", false, "skip the reconnect storm")
+	f.StringVar(&o.memLimit, "exitd-gomemlimit", "", "run exitd with this GOMEMLIMIT (e.g. 900MiB); the simulator keeps its own")
 	return cmd
 }
 
 // membersReport is members.json.
 type membersReport struct {
-	Members    int `json:"members"`
-	Handshaken int `json:"handshaken"`
+	Members       int    `json:"members"`
+	Handshaken    int    `json:"handshaken"`
+	ExitdMemLimit string `json:"exitd_gomemlimit,omitempty"`
 
 	AddSeconds       float64 `json:"add_seconds"`
 	ListAPISeconds   float64 `json:"list_api_seconds"`
@@ -187,9 +190,14 @@ func scrapeRuntime(ctx context.Context, lab *netlab.Lab) (goRuntime, bool) {
 }
 
 func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log io.Writer) (*membersReport, error) {
-	r := &membersReport{Members: o.members, Handshaken: o.handshaken}
+	r := &membersReport{Members: o.members, Handshaken: o.handshaken, ExitdMemLimit: o.memLimit}
 	step := func(format string, args ...any) { fmt.Fprintf(log, "members-bench: "+format+"\n", args...) }
 
+	if o.memLimit != "" {
+		// exitd inherits the environment; this process's runtime read its
+		// own settings at start and is not affected.
+		os.Setenv("GOMEMLIMIT", o.memLimit)
+	}
 	step("lab: 1 member namespace with %d extra source addresses", o.handshaken)
 	lab, err := netlab.New(ctx, netlab.Options{Members: 1, ExtraMemberAddrs: o.handshaken})
 	if err != nil {
@@ -466,6 +474,9 @@ func writeReport(dir, name string, v any) error {
 func printMembersReport(w io.Writer, r *membersReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "MEASURE\tRESULT\tTARGET\n")
+	if r.ExitdMemLimit != "" {
+		fmt.Fprintf(tw, "exitd GOMEMLIMIT\t%s\t\n", r.ExitdMemLimit)
+	}
 	fmt.Fprintf(tw, "add %d members\t%.2f s (%.0f µs each)\t≤ 5 s for 20,000\n", r.Members, r.AddSeconds, r.AddSeconds*1e6/float64(max(r.Members, 1)))
 	fmt.Fprintf(tw, "list (API / exitctl --json / table)\t%.2f / %.2f / %.2f s\t≤ 1 s\n", r.ListAPISeconds, r.ListJSONSeconds, r.ListTableSeconds)
 	fmt.Fprintf(tw, "exitd RSS empty\t%.0f MiB\t\n", r.RSSEmptyMiB)

@@ -91,7 +91,7 @@ func memberWithKey(t *testing.T, n *harness.Node, ns *netlab.NS, label string, p
 	// config for them with their own key.
 	conf := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32, %s/128\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n",
 		priv, m.IPv4, m.IPv6, c.PublicKey, c.Endpoint)
-	hm := &harness.Member{NS: ns, Label: label, Dev: "wg" + label, Config: conf}
+	hm := &harness.Member{NS: ns, Label: label, Dev: harness.DeviceName(), Config: conf}
 	if len(hm.Dev) > 15 {
 		hm.Dev = hm.Dev[:15]
 	}

@@ -30,10 +30,7 @@ func (n *Node) AddMember(ctx context.Context, ns *netlab.NS, label string) (*Mem
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{NS: ns, Label: label, Dev: "wg" + label, Config: string(out)}
-	if len(m.Dev) > 15 {
-		m.Dev = m.Dev[:15]
-	}
+	m := &Member{NS: ns, Label: label, Dev: DeviceName(), Config: string(out)}
 	return m, m.Up(ctx, n.Opts.Bin.WireguardGo, filepath.Join(n.Opts.Dir, label+".conf"))
 }
 
@@ -124,3 +121,8 @@ func splitWGQuick(conf string) (setconf string, addrs []string, mtu string) {
 	}
 	return b.String(), addrs, mtu
 }
+
+// DeviceName returns a unique member interface name: wireguard-go's UAPI
+// sockets share /var/run/wireguard across namespaces, so labels that repeat
+// between parallel labs must not become interface names.
+func DeviceName() string { return RandomName("wgm") }

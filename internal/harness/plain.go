@@ -134,7 +134,7 @@ func (p *PlainExit) AddMember(ctx context.Context, ns *netlab.NS, label string) 
 	}
 	conf := fmt.Sprintf("[Interface]\nPrivateKey = %sAddress = %s/32, %s/128\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = %s:443\nAllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n",
 		string(priv), a4, a6, p.pub, netlab.ExitUnderlay4)
-	m := &Member{NS: ns, Label: label, Dev: ("wg" + label)[:min(15, 2+len(label))], Config: conf}
+	m := &Member{NS: ns, Label: label, Dev: DeviceName(), Config: conf}
 	return m, m.Up(ctx, p.memberW, filepath.Join(p.dir, label+".conf"))
 }
 
