@@ -343,7 +343,7 @@ func (n *Node) view(m members.Member, stats map[keys.Key]tunnel.PeerStats) contr
 	cm := control.Member{
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled,
-		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit, LimitsEnforced: limitsEnforced,
+		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit, LimitsEnforced: n.limitsEnforced(),
 	}
 	if ps, ok := stats[m.PublicKey]; ok {
 		cm.LastHandshake, cm.Endpoint, cm.RxBytes, cm.TxBytes = ps.LastHandshake, ps.Endpoint, ps.RxBytes, ps.TxBytes
@@ -351,9 +351,12 @@ func (n *Node) view(m members.Member, stats map[keys.Key]tunnel.PeerStats) contr
 	return cm
 }
 
-// limitsEnforced: the scheduler has no per-member shaper yet, so member
-// rate limits are stored and shown but not applied.
-const limitsEnforced = false
+// limitsEnforced reports whether member rate caps are applied: the srr
+// scheduler enforces them (a capped member without tokens is passed over in
+// its turn); fifo, kept for A/B measurement, ignores them.
+func (n *Node) limitsEnforced() bool {
+	return n.sched != nil && n.cfg.Scheduler.Discipline != "fifo"
+}
 
 func (n *Node) nodeInfo() members.Node {
 	ep := n.cfg.PublicEndpoint

@@ -51,6 +51,7 @@ func memberAddrs(m members.Member) []netip.Addr {
 func (n *Node) schedUpsert(m members.Member) {
 	if n.sched != nil {
 		n.sched.UpsertMember(m.ID, memberAddrs(m), max(m.Weight, 1))
+		n.sched.SetMemberRate(m.ID, m.EgressLimit, m.IngressLimit)
 	}
 }
 

@@ -107,6 +107,7 @@ type Device struct {
 	innerWriteErrors atomic.Uint64
 	oversizeDrops    atomic.Uint64
 	upBypassPkts     atomic.Uint64
+	upCapped         atomic.Int64 // members with an upload rate cap (no bypass then)
 }
 
 var _ tun.Device = (*Device)(nil)

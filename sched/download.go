@@ -115,22 +115,25 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			wait = iwait
 		}
 		if budget > 0 {
-			n, err := d.dequeueDown(now, len(bufs), budget)
+			n, throttled, err := d.dequeueDown(now, len(bufs), budget)
 			if n > 0 {
 				return d.copyOut(p, now, bufs, sizes, offset), nil
 			}
 			if err != nil {
 				return 0, err
 			}
-			wait = 0 // nothing queued: wait for data only
+			// Nothing sendable: wait for data, or until a rate-capped
+			// member has tokens again.
+			wait = throttled
 		}
 		d.waitRead(wait)
 	}
 }
 
 // dequeueDown moves up to max packets worth about budget on-wire bytes
-// from the down queue into readStage.
-func (d *Device) dequeueDown(now int64, maxPkts int, budget int64) (int, error) {
+// from the down queue into readStage. When it moves none although packets
+// are queued, throttled is how long until a rate-capped member may send.
+func (d *Device) dequeueDown(now int64, maxPkts int, budget int64) (n int, throttled int64, err error) {
 	d.readStage = d.readStage[:0]
 	d.readLens = d.readLens[:0]
 	d.downMu.Lock()
@@ -149,10 +152,13 @@ func (d *Device) dequeueDown(now int64, maxPkts int, budget int64) (int, error) 
 		s.buf = spare
 		q.release(i)
 	}
-	if len(d.readStage) == 0 && q.pkts == 0 {
-		return 0, d.readErr
+	if len(d.readStage) == 0 {
+		if q.pkts == 0 {
+			return 0, 0, d.readErr
+		}
+		return 0, q.throttleWait, nil
 	}
-	return len(d.readStage), nil
+	return len(d.readStage), 0, nil
 }
 
 // spareStage returns the buffer parked at readStage[k] by the previous

@@ -33,15 +33,18 @@ type memberEntry struct {
 	id     uint32
 	addrs  []addrKey
 	weight atomic.Int32 // 1..64, read by the schedulers at each refill
-	down   mstate       // guarded by Device.downMu
-	up     mstate       // guarded by Device.upMu
+	// rateDown and rateUp cap the member's download and upload in on-wire
+	// bits/s (0 = no cap); read by the srr scheduler at each turn.
+	rateDown, rateUp atomic.Uint64
+	down             mstate // guarded by Device.downMu
+	up               mstate // guarded by Device.upMu
 }
 
 func newMemberEntry(id uint32, weight int) *memberEntry {
 	e := &memberEntry{id: id}
 	e.weight.Store(clampWeight(weight))
-	e.down.ent, e.down.fatBucket = e, -1
-	e.up.ent, e.up.fatBucket = e, -1
+	e.down.ent, e.down.fatBucket, e.down.rate = e, -1, &e.rateDown
+	e.up.ent, e.up.fatBucket, e.up.rate = e, -1, &e.rateUp
 	return e
 }
 
@@ -55,6 +58,13 @@ type mstate struct {
 	ft      *flowTable // non-nil while on a list (srr only)
 
 	bytes, pkts int64 // queued, on-wire bytes
+
+	// Rate cap (srr only): a token bucket in on-wire bytes, refilled at
+	// *rate bits/s; a member without tokens is passed over in its turn.
+	rate    *atomic.Uint64
+	tokens  int64
+	tokAt   int64 // ns of the last refill
+	tokInit bool  // the bucket has been filled once
 
 	// fattest-member index: doubly linked list of members whose queued
 	// bytes have the same bit length.
@@ -150,4 +160,26 @@ func (x *fatIndex) fattest() *mstate {
 		return nil
 	}
 	return x.heads[bits.Len64(x.bitmap)-1]
+}
+
+// capBurst is the rate cap's bucket depth in time at the capped rate; at
+// least two quanta so a capped member can always send a whole packet.
+const capBurst = 5_000_000 // 5 ms
+
+// admit refills m's token bucket for rate r (bits/s) at now and reports
+// whether m may send; if not, wait is how long until it may (ns).
+func (m *mstate) admit(r uint64, now int64, quantum int32) (ok bool, wait int64) {
+	bps := int64(r / 8)
+	burst := max(bps*capBurst/1e9, 2*int64(quantum))
+	if !m.tokInit {
+		m.tokens, m.tokAt, m.tokInit = burst, now, true
+	}
+	if dt := now - m.tokAt; dt > 0 {
+		m.tokens = min(burst, m.tokens+bps*dt/1e9)
+		m.tokAt = now
+	}
+	if m.tokens > 0 {
+		return true, 0
+	}
+	return false, (-m.tokens + 1) * 1e9 / max(bps, 1)
 }

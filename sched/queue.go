@@ -48,7 +48,10 @@ type queue struct {
 	seq   uint64
 
 	queuedMembers int // members with at least one packet queued
-	activeFlows   int // non-empty flow queues (srr)
+	// throttleWait is set by a dequeue that found only rate-capped members
+	// without tokens: ns until the first may send again (0 otherwise).
+	throttleWait int64
+	activeFlows  int // non-empty flow queues (srr)
 
 	c dirCounters
 }
@@ -263,6 +266,9 @@ func (q *queue) dequeue(now int64) sidx {
 // new list goes to the tail of the old list if that is non-empty, so a
 // stream of sparse arrivals cannot starve the old list.
 func (q *queue) dequeueSRR(now int64) sidx {
+	q.throttleWait = 0
+	passed := 0 // capped members passed over in this call
+	var minWait int64
 	for {
 		fromNew := q.newM.head != nil
 		var m *mstate
@@ -278,6 +284,23 @@ func (q *queue) dequeueSRR(now int64) sidx {
 			q.oldM.push(m)
 			continue
 		}
+		r := m.rate.Load()
+		if r > 0 {
+			if ok, wait := m.admit(r, now, q.p.quantum); !ok {
+				// Over its cap: its turn passes to the next member.
+				if passed == 0 || wait < minWait {
+					minWait = wait
+				}
+				if passed++; passed >= q.queuedMembers {
+					q.throttleWait = max(minWait, 1)
+					return 0
+				}
+				q.popMember(fromNew)
+				m.list = listOld
+				q.oldM.push(m)
+				continue
+			}
+		}
 		i := q.dequeueMember(m, now)
 		if i == 0 {
 			q.popMember(fromNew)
@@ -291,7 +314,11 @@ func (q *queue) dequeueSRR(now int64) sidx {
 			}
 			continue
 		}
-		m.deficit -= int32(q.slots[i].wire())
+		w := q.slots[i].wire()
+		m.deficit -= int32(w)
+		if r > 0 {
+			m.tokens -= w
+		}
 		return i
 	}
 }

@@ -146,9 +146,41 @@ func (d *Device) UpsertMember(id uint32, addrs []netip.Addr, weight int) error {
 	return d.reg.upsert(id, addrs, weight)
 }
 
+// SetMemberRate caps member id's download (towards the member) and upload
+// at down and up bits/s of on-wire bytes; 0 removes a cap. It reports
+// whether id is registered. Caps are enforced by the srr discipline (a
+// capped member without tokens is passed over in its turn, so others get
+// the capacity); fifo ignores them. Clamped to at least 64 kbit/s.
+func (d *Device) SetMemberRate(id uint32, down, up uint64) bool {
+	e := d.reg.get(id)
+	if e == nil || id == UnknownMember {
+		return false
+	}
+	clamp := func(r uint64) uint64 {
+		if r == 0 {
+			return 0
+		}
+		return max(r, minRate)
+	}
+	e.rateDown.Store(clamp(down))
+	if old := e.rateUp.Swap(clamp(up)); (old == 0) != (up == 0) {
+		if up == 0 {
+			d.upCapped.Add(-1)
+		} else {
+			d.upCapped.Add(1)
+		}
+	}
+	nudge(d.wakeRead)
+	nudge(d.wakeDrain)
+	return true
+}
+
 // RemoveMember forgets member id and reports whether it was registered.
 // Packets it has queued still drain; new ones for its addresses go to the
 // unknown class.
 func (d *Device) RemoveMember(id uint32) bool {
+	if e := d.reg.get(id); e != nil && id != UnknownMember && e.rateUp.Swap(0) != 0 {
+		d.upCapped.Add(-1)
+	}
 	return d.reg.remove(id)
 }

@@ -33,8 +33,8 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 // drain holds it from dequeue to write, so a bypass can never overtake
 // packets already taken off the queue.
 func (d *Device) writeBypass(bufs [][]byte, offset int) bool {
-	if p := d.cfg.Load(); !p.bypass || p.ingressRate != 0 {
-		return false
+	if p := d.cfg.Load(); !p.bypass || p.ingressRate != 0 || d.upCapped.Load() > 0 {
+		return false // a rate-capped member's upload must go through its bucket
 	}
 	d.upMu.Lock()
 	if d.up.pkts != 0 || !d.writeMu.TryLock() {
@@ -137,10 +137,10 @@ func (d *Device) RoutineDrain() {
 				break
 			}
 			d.writeMu.Lock()
-			n, wire := d.dequeueUp(now, stage, out, hashes, budget)
+			n, wire, throttled := d.dequeueUp(now, stage, out, hashes, budget)
 			if n == 0 {
 				d.writeMu.Unlock()
-				waitNs = 0
+				waitNs = throttled // 0: wait for data; >0: a capped member's tokens
 				break
 			}
 			pace.charge(wire)
@@ -166,7 +166,7 @@ func (d *Device) RoutineDrain() {
 
 // dequeueUp swaps up to len(stage) packets worth about budget bytes out of
 // the up queue into stage, and slices them into out for the inner Write.
-func (d *Device) dequeueUp(now int64, stage, out [][]byte, hashes []uint64, budget int64) (n int, wire int64) {
+func (d *Device) dequeueUp(now int64, stage, out [][]byte, hashes []uint64, budget int64) (n int, wire, throttled int64) {
 	d.upMu.Lock()
 	defer d.upMu.Unlock()
 	q := d.up
@@ -185,7 +185,10 @@ func (d *Device) dequeueUp(now int64, stage, out [][]byte, hashes []uint64, budg
 		q.release(i)
 		n++
 	}
-	return n, wire
+	if n == 0 && q.pkts > 0 {
+		throttled = q.throttleWait
+	}
+	return n, wire, throttled
 }
 
 // groHeads lets the inner TUN's GRO coalesce uploads. Linux's TUN Write

@@ -334,7 +334,7 @@ func writeMemberDetails(w io.Writer, m control.Member, now time.Time) {
 	if m.EgressLimit != 0 || m.IngressLimit != 0 {
 		limit = fmt.Sprintf("down %s, up %s", limitHuman(m.EgressLimit), limitHuman(m.IngressLimit))
 		if !m.LimitsEnforced {
-			limit += " (stored; this exitd does not enforce member limits yet)"
+			limit += " (stored; not enforced under the fifo discipline)"
 		}
 	}
 	fmt.Fprintf(tw, "rate cap\t%s\nlast handshake\t%s\nendpoint\t%s\nrx / tx\t%s / %s\nrate now\tdown %s, up %s\n",

@@ -88,7 +88,7 @@ func updateEach(cmd *cobra.Command, f *flags, stdout io.Writer, refs []string, r
 		return writeJSON(stdout, out)
 	}
 	if len(out) > 0 && (out[0].EgressLimit != 0 || out[0].IngressLimit != 0) && !out[0].LimitsEnforced {
-		fmt.Fprintln(cmd.ErrOrStderr(), "note: rate caps are stored, but this exitd does not enforce member limits yet")
+		fmt.Fprintln(cmd.ErrOrStderr(), "note: rate caps are stored, but this exitd runs the fifo discipline, which does not enforce them")
 	}
 	return nil
 }
