@@ -298,3 +298,24 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+func TestKeysAreCaseSensitive(t *testing.T) {
+	tests := []struct{ name, src, key string }{
+		{"table", minimal + "[LOG]\nlevel = \"warn\"\n", "LOG"},
+		{"key", minimal + "[listen]\nPort = 1\n", "listen.Port"},
+		{"shadowing", minimal + "[log]\nlevel = \"debug\"\nLevel = \"error\"\n", "log.Level"},
+		{"top", "State_Dir = \"/x\"\n" + minimal, "State_Dir"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.toml", []byte(tc.src))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(err.Error(), "lower case") {
+				t.Fatalf("got %v, want an unknown-key error for %s", err, tc.key)
+			}
+		})
+	}
+	if got := suggest("wan.nta"); !strings.Contains(got, `"wan.nat"`) {
+		t.Errorf("suggest(wan.nta) = %q, want wan.nat", got)
+	}
+}

@@ -61,6 +61,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, decodeError(name, lines, err)
 	}
+	// The decoder matches names case-insensitively; exitd's keys are exact.
+	if k, ok := caseMismatch(md.Keys()); ok {
+		return nil, &Error{File: name, Line: lines.find(k), Key: k, Msg: "unknown key (keys are lower case)" + suggest(k)}
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0].String()
 		return nil, &Error{File: name, Line: lines.find(k), Key: k, Msg: "unknown key" + suggest(k)}
@@ -105,15 +109,44 @@ func knownKeys() []string {
 	}
 }
 
+// caseMismatch returns the first decoded key that is not spelled exactly
+// as exitd's (e.g. "Listen.Port" or "LOG").
+func caseMismatch(keys []toml.Key) (string, bool) {
+	exact := map[string]bool{}
+	for _, k := range knownKeys() {
+		exact[k] = true
+		if dot := strings.IndexByte(k, '.'); dot > 0 {
+			exact[k[:dot]] = true
+		}
+	}
+	for _, k := range keys {
+		ks := k.String()
+		if !exact[ks] && exact[strings.ToLower(ks)] {
+			return ks, true
+		}
+	}
+	return "", false
+}
+
 func suggest(k string) string {
-	last := strings.ToLower(k[strings.LastIndex(k, ".")+1:])
+	table, last := "", strings.ToLower(k)
+	if dot := strings.LastIndex(k, "."); dot >= 0 {
+		table, last = strings.ToLower(k[:dot]), strings.ToLower(k[dot+1:])
+	}
 	best, bestD := "", 3 // suggest only within two edits
 	for _, kk := range knownKeys() {
-		kl := kk[strings.LastIndex(kk, ".")+1:]
+		kt, kl := "", kk
+		if dot := strings.LastIndex(kk, "."); dot >= 0 {
+			kt, kl = kk[:dot], kk[dot+1:]
+		}
 		if kk == k {
 			continue
 		}
-		if d := editDistance(last, kl); d < bestD {
+		d := editDistance(last, kl)
+		if kt != table {
+			d++ // prefer a key of the same table
+		}
+		if d < bestD {
 			best, bestD = kk, d
 		}
 	}

@@ -218,6 +218,7 @@ type Summary struct {
 func Summarize(ss []Sample) Summary {
 	var sum Summary
 	sum.MinConntrackFree = -1
+	known := false // MinConntrackFree holds a reading
 	if len(ss) == 0 {
 		return sum
 	}
@@ -227,7 +228,7 @@ func Summarize(ss []Sample) Summary {
 	var cpuSum, secs float64
 	for i := range ss {
 		s := &ss[i]
-		if sess := int(s.Active + s.Idle); sess > sum.PeakSessions {
+		if sess := int(s.Active) + int(s.Idle); sess > sum.PeakSessions {
 			sum.PeakSessions, sum.PeakSessionsAt = sess, s.Time()
 		}
 		sum.PeakActive = max(sum.PeakActive, int(s.Active))
@@ -235,9 +236,9 @@ func Summarize(ss []Sample) Summary {
 		sum.PeakMemUsed, sum.MemTotal = max(sum.PeakMemUsed, used), max(sum.MemTotal, s.MemTotal)
 		sum.PeakRSS = max(sum.PeakRSS, s.ExitdRSS)
 		if s.ConntrackMax > 0 {
-			free := int64(s.ConntrackMax) - int64(s.Conntrack)
-			if sum.MinConntrackFree < 0 || free < sum.MinConntrackFree {
-				sum.MinConntrackFree = free
+			free := max(int64(s.ConntrackMax)-int64(s.Conntrack), 0) // an overfull table has no room, as in the figure
+			if !known || free < sum.MinConntrackFree {
+				sum.MinConntrackFree, known = free, true
 			}
 		}
 		if s.IntervalMs == 0 {
