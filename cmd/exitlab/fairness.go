@@ -29,7 +29,8 @@ type fairOpts struct {
 	upstream string
 	members  int // T4
 	systems  []string
-	cc       string // per run: set on the sockets with iperf3 -C (a child netns may not change the default)
+	only     []string // scenarios to run (T1 includes T2); empty = all
+	cc       string   // per run: set on the sockets with iperf3 -C (a child netns may not change the default)
 }
 
 func newFairnessCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -64,6 +65,7 @@ the first seconds. Writes fairness.json and prints a table of medians.`,
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "upstream wireguard-go binary (default: build the pinned version)")
 	cmd.Flags().IntVar(&o.members, "members", 20, "members in T4")
 	cmd.Flags().StringSliceVar(&o.systems, "systems", []string{"srr", "fifo", "upstream"}, "systems to compare")
+	cmd.Flags().StringSliceVar(&o.only, "scenarios", nil, "run only these of T1 (with T2), T3, T4, T5 (default all)")
 	return cmd
 }
 
@@ -264,8 +266,7 @@ func Jain(x []float64) float64 {
 
 func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, o fairOpts, n int, cc string) (map[string]float64, error) {
 	o.cc = cc
-	egress := pacing
-	exit, ms, err := startExit(ctx, lab, bins, up, sys, dir, n, egress)
+	exit, ms, err := startExit(ctx, lab, bins, up, sys, dir, n, pacing)
 	if err != nil {
 		return nil, err
 	}
@@ -276,24 +277,49 @@ func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up,
 		exit.Close()
 	}()
 	m := map[string]float64{}
-	internet := netip.MustParseAddr(netlab.Internet4)
-	pingCount := (o.secs - o.skip - 1) * 10
-	idle, err := netlab.Ping(ctx, lab.Members[2], internet, 20, 50*time.Millisecond)
-	if err != nil {
-		return nil, err
+	for _, sc := range []struct {
+		name string
+		run  func(context.Context, *netlab.Lab, fairOpts, int, map[string]float64) error
+	}{{"T1", scenarioT1T2}, {"T3", scenarioT3}, {"T5", scenarioT5}, {"T4", scenarioT4}} {
+		if !o.want(sc.name) {
+			continue
+		}
+		if err := sc.run(ctx, lab, o, n, m); err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.name, err)
+		}
 	}
-	// T1 + T2: A 1 flow, B 64 flows; C pings in the middle.
+	return m, nil
+}
+
+// loadWithPing runs specs and, after the skipped lead-in, pings the internet
+// host from ns; it returns goodputs and the ping result.
+func loadWithPing(ctx context.Context, lab *netlab.Lab, o fairOpts, specs []flowSpec, ns *netlab.NS) ([]float64, *netlab.PingResult, error) {
+	internet := netip.MustParseAddr(netlab.Internet4)
 	var ping *netlab.PingResult
 	var perr error
-	g, err := runLoad(ctx, lab, []flowSpec{{0, 1, 0}, {1, 64, 0}}, o, func() {
+	g, err := runLoad(ctx, lab, specs, o, func() {
 		sleepCtx(ctx, time.Duration(o.skip)*time.Second)
-		ping, perr = netlab.Ping(ctx, lab.Members[2], internet, pingCount, 100*time.Millisecond)
+		ping, perr = netlab.Ping(ctx, ns, internet, (o.secs-o.skip-1)*10, 100*time.Millisecond)
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = perr
 	}
-	if perr != nil {
-		return nil, perr
+	return g, ping, err
+}
+
+func idlePing(ctx context.Context, ns *netlab.NS) (*netlab.PingResult, error) {
+	return netlab.Ping(ctx, ns, netip.MustParseAddr(netlab.Internet4), 20, 50*time.Millisecond)
+}
+
+// scenarioT1T2: A 1 flow, B 64 flows; light member C pings in the middle.
+func scenarioT1T2(ctx context.Context, lab *netlab.Lab, o fairOpts, _ int, m map[string]float64) error {
+	idle, err := idlePing(ctx, lab.Members[2])
+	if err != nil {
+		return err
+	}
+	g, ping, err := loadWithPing(ctx, lab, o, []flowSpec{{0, 1, 0}, {1, 64, 0}}, lab.Members[2])
+	if err != nil {
+		return err
 	}
 	m["T1_A_share"] = g[0] / (g[0] + g[1])
 	m["T1_jain"] = Jain(g)
@@ -301,30 +327,36 @@ func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up,
 	m["T2_added_p50_ms"] = ms2(ping.P50 - idle.P50)
 	m["T2_added_p99_ms"] = ms2(ping.P99 - idle.P50)
 	m["T2_loss"] = ping.Loss()
-	// T3: A 8 flows and B 8 flows; ping from inside A.
-	idleA, err := netlab.Ping(ctx, lab.Members[0], internet, 20, 50*time.Millisecond)
+	return nil
+}
+
+// scenarioT3: A 8 flows and B 8 flows; ping from inside A.
+func scenarioT3(ctx context.Context, lab *netlab.Lab, o fairOpts, _ int, m map[string]float64) error {
+	idle, err := idlePing(ctx, lab.Members[0])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	_, err = runLoad(ctx, lab, []flowSpec{{0, 8, 0}, {1, 8, 0}}, o, func() {
-		sleepCtx(ctx, time.Duration(o.skip)*time.Second)
-		ping, perr = netlab.Ping(ctx, lab.Members[0], internet, pingCount, 100*time.Millisecond)
-	})
+	_, ping, err := loadWithPing(ctx, lab, o, []flowSpec{{0, 8, 0}, {1, 8, 0}}, lab.Members[0])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if perr != nil {
-		return nil, perr
-	}
-	m["T3_added_p50_ms"] = ms2(ping.P50 - idleA.P50)
-	m["T3_added_p99_ms"] = ms2(ping.P99 - idleA.P50)
-	// T5: A floods UDP at 1.5x the link, B one TCP flow.
-	g, err = runLoad(ctx, lab, []flowSpec{{0, 1, 150_000_000}, {1, 1, 0}}, o, nil)
+	m["T3_added_p50_ms"] = ms2(ping.P50 - idle.P50)
+	m["T3_added_p99_ms"] = ms2(ping.P99 - idle.P50)
+	return nil
+}
+
+// scenarioT5: A floods UDP at 1.5x the link, B one TCP flow.
+func scenarioT5(ctx context.Context, lab *netlab.Lab, o fairOpts, _ int, m map[string]float64) error {
+	g, err := runLoad(ctx, lab, []flowSpec{{0, 1, 150_000_000}, {1, 1, 0}}, o, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m["T5_tcp_share"] = g[1] / (g[0] + g[1])
-	// T4: n members, member 1 with 64 flows.
+	return nil
+}
+
+// scenarioT4: n members, member 1 with 64 flows, the others one each.
+func scenarioT4(ctx context.Context, lab *netlab.Lab, o fairOpts, n int, m map[string]float64) error {
 	var specs []flowSpec
 	for i := 0; i < n; i++ {
 		s := 1
@@ -333,17 +365,18 @@ func fairSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up,
 		}
 		specs = append(specs, flowSpec{i, s, 0})
 	}
-	g, err = runLoad(ctx, lab, specs, o, nil)
+	g, err := runLoad(ctx, lab, specs, o, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m["T4_jain"] = Jain(g)
 	var tot float64
-	for _, v := range g {
+	for i, v := range g {
 		tot += v
+		m[fmt.Sprintf("T4_member%02d_mbps", i+1)] = v / 1e6
 	}
 	m["T4_total_mbps"] = tot / 1e6
-	return m, nil
+	return nil
 }
 
 // fairUnshaped measures the scheduler's cost: srr vs fifo without a TBF.
@@ -437,3 +470,6 @@ func printFairness(w io.Writer, runs []fairRun, o fairOpts, unshaped map[string]
 			unshaped["srr"], unshaped["fifo"], unshaped["srr"]/unshaped["fifo"])
 	}
 }
+
+// want reports whether scenario sc is selected.
+func (o fairOpts) want(sc string) bool { return len(o.only) == 0 || contains(o.only, sc) }
