@@ -1,9 +1,7 @@
 package sched
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -185,41 +183,6 @@ func orDefault(v, def, lo, hi time.Duration) time.Duration {
 // clampWeight maps a member weight onto 1..64 (0 or negative means 1).
 func clampWeight(w int) int32 {
 	return int32(clampInt(w, 1, maxWeight))
-}
-
-// ErrRate is wrapped by every ParseRate error.
-var ErrRate = errors.New("invalid rate")
-
-// ParseRate parses a tc-style rate into bits per second: a plain number is
-// bits/s; suffixes bit, kbit, mbit, gbit, tbit (SI, ×1000), kibit, mibit,
-// gibit, tibit (IEC, ×1024), and bps, kbps, mbps, gbps, tbps (bytes/s, ×8,
-// as in tc). Case-insensitive; fractions allowed ("1.5gbit"); "0" is 0.
-func ParseRate(s string) (uint64, error) {
-	in := strings.ToLower(strings.TrimSpace(s))
-	if in == "" {
-		return 0, fmt.Errorf("sched: parse rate %q: empty: %w", s, ErrRate)
-	}
-	i := 0
-	for i < len(in) && (in[i] >= '0' && in[i] <= '9' || in[i] == '.') {
-		i++
-	}
-	num, unit := in[:i], strings.TrimSpace(in[i:])
-	if num == "" {
-		return 0, fmt.Errorf("sched: parse rate %q: want a number followed by a unit such as 95mbit: %w", s, ErrRate)
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil {
-		return 0, fmt.Errorf("sched: parse rate %q: bad number %q: %w", s, num, ErrRate)
-	}
-	mult, ok := rateMultiplier(unit)
-	if !ok {
-		return 0, fmt.Errorf("sched: parse rate %q: unknown unit %q (want bit, kbit, mbit, gbit, tbit, kibit.., bps, kbps, mbps, gbps): %w", s, unit, ErrRate)
-	}
-	bits := v * mult
-	if bits >= 1<<63 {
-		return 0, fmt.Errorf("sched: parse rate %q: too large: %w", s, ErrRate)
-	}
-	return uint64(bits + 0.5), nil
 }
 
 func rateMultiplier(unit string) (float64, bool) {

@@ -1,57 +1,10 @@
 package sched
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestParseRate(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want uint64
-	}{
-		{"95mbit", 95_000_000},
-		{"1gbit", 1_000_000_000},
-		{"500kbit", 500_000},
-		{"100mbps", 800_000_000}, // tc: bps units are bytes
-		{"1000000", 1_000_000},
-		{"1000000bit", 1_000_000},
-		{"1.5Gbit", 1_500_000_000},
-		{" 95MBit ", 95_000_000},
-		{"1kibit", 1024},
-		{"2mibit", 2 << 20},
-		{"10kbps", 80_000},
-		{"1gbps", 8_000_000_000},
-		{"0", 0},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseRate(tc.in)
-			if err != nil || got != tc.want {
-				t.Fatalf("ParseRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-			}
-		})
-	}
-	for _, tc := range []struct {
-		in, wantErr string
-	}{
-		{"", "empty"},
-		{"fast", "want a number"},
-		{"-5mbit", "want a number"},
-		{"95 furlongs", `unknown unit "furlongs"`},
-		{"95mb", `unknown unit "mb"`},
-		{"1.2.3mbit", "bad number"},
-		{"99999999999999tbit", "too large"},
-	} {
-		t.Run("bad "+tc.in, func(t *testing.T) {
-			_, err := ParseRate(tc.in)
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrRate) {
-				t.Fatalf("ParseRate(%q) error %v, want one containing %q wrapping ErrRate", tc.in, err, tc.wantErr)
-			}
-		})
-	}
-}
 
 func TestConfigNormalize(t *testing.T) {
 	p, err := Config{}.normalize(1420)
