@@ -108,10 +108,9 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 	defer os.RemoveAll(dir)
 	up := o.upstream
 	if up == "" {
-		up = filepath.Join(dir, "wireguard-go-upstream")
 		fmt.Fprintln(w, "building upstream wireguard-go at the version go.mod pins ...")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", up, "golang.zx2c4.com/wireguard").CombinedOutput(); err != nil {
-			return fmt.Errorf("build upstream wireguard-go: %v: %s", err, out)
+		if up, err = harness.BuildUpstream(ctx, dir); err != nil {
+			return err
 		}
 	}
 	debian, err := exec.LookPath("wireguard-go")

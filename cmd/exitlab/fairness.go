@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -92,9 +91,9 @@ func fairness(ctx context.Context, bins harness.Binaries, o fairOpts, w io.Write
 	defer os.RemoveAll(dir)
 	up := o.upstream
 	if up == "" && contains(o.systems, "upstream") {
-		up = filepath.Join(dir, "wireguard-go-upstream")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", up, "golang.zx2c4.com/wireguard").CombinedOutput(); err != nil {
-			return fmt.Errorf("build upstream wireguard-go: %v: %s", err, out)
+		fmt.Fprintln(w, "building upstream wireguard-go at the version go.mod pins ...")
+		if up, err = harness.BuildUpstream(ctx, dir); err != nil {
+			return err
 		}
 	}
 	n := max(o.members, 3)

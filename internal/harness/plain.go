@@ -199,3 +199,13 @@ func CPUSeconds(pid int) (float64, error) {
 	fmt.Sscan(f[12], &st)
 	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
 }
+
+// BuildUpstream builds wireguard-go at the version go.mod pins into dir,
+// the "what users run instead" baseline of the benchmarks.
+func BuildUpstream(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "wireguard-go-upstream")
+	if b, err := exec.CommandContext(ctx, "go", "build", "-o", out, "golang.zx2c4.com/wireguard").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("harness: build upstream wireguard-go: %v: %s", err, b)
+	}
+	return out, nil
+}
