@@ -22,20 +22,6 @@ import (
 
 const repo = ".."
 
-// needTools skips (or, under EXITD_REQUIRE_ROOT=1 as in CI, fails) when a
-// tool is missing.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("EXITD_REQUIRE_ROOT") == "1" {
-				t.Fatalf("%s is not installed (apt-get install it; see .ci/run)", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
 // defaultConfigWith fills in the two values the shipped config leaves empty.
 func defaultConfigWith(t *testing.T, endpoint, wan string) []byte {
 	t.Helper()
@@ -154,7 +140,7 @@ func verifyCopy(t *testing.T) string {
 }
 
 func TestUnitVerify(t *testing.T) {
-	needTools(t, "systemd-analyze")
+	testenv.RequireTools(t, "systemd-analyze")
 	out, err := exec.Command("systemd-analyze", "verify", verifyCopy(t)).CombinedOutput()
 	// verify exits 0 on many errors: any output is a failure.
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
@@ -179,7 +165,7 @@ func exposure(t *testing.T, out []byte) float64 {
 }
 
 func TestUnitSecurityScore(t *testing.T) {
-	needTools(t, "systemd-analyze")
+	testenv.RequireTools(t, "systemd-analyze")
 	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", "exitd.service").CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
@@ -205,7 +191,7 @@ var (
 // Makefile's targets (once per test binary).
 func buildTwice(t *testing.T) [2]built {
 	t.Helper()
-	needTools(t, "make", "rpm", "dpkg-deb")
+	testenv.RequireTools(t, "make", "rpm", "dpkg-deb")
 	buildOnce.Do(func() {
 		base, err := os.MkdirTemp("", "exitd-packages-")
 		if err != nil {
@@ -450,7 +436,7 @@ func TestReproducible(t *testing.T) {
 }
 
 func TestRPMLint(t *testing.T) {
-	needTools(t, "rpmlint", "cpio")
+	testenv.RequireTools(t, "rpmlint", "cpio")
 	p := buildTwice(t)[0].rpm
 	if os.Geteuid() == 0 {
 		// rpmlint as root unpacks nfpm's absolute cpio names into /: the

@@ -417,7 +417,7 @@ func screenshot(t *testing.T, l *netlab.Lab, dir string) {
 		}
 	}
 	if bin == "" {
-		t.Log("chromium not installed (apt-get install chromium): screenshot skipped, structure checked above")
+		testenv.RequireTools(t, "chromium") // fails in CI, skips elsewhere
 		return
 	}
 	profile := t.TempDir()

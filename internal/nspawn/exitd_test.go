@@ -25,18 +25,6 @@ import (
 // restart, crash or upgrade.
 const maxStall = 2 * time.Second
 
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("EXITD_REQUIRE_ROOT") == "1" {
-				t.Fatalf("%s is not installed (see .ci/run)", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
 // buildDebs builds two .deb versions (for the upgrade) with `make deb`.
 func buildDebs(t *testing.T) (dir string) {
 	t.Helper()
@@ -172,7 +160,7 @@ func waitActive(ctx context.Context, t *testing.T, c *Container, notPID string, 
 
 func TestPackagedExitdUnderSystemd(t *testing.T) {
 	testenv.RequireRoot(t)
-	needTools(t, "systemd-nspawn", "debootstrap", "nsenter", "make", "wireguard-go", "wg", "dpkg-deb")
+	testenv.RequireTools(t, "systemd-nspawn", "debootstrap", "nsenter", "make", "wireguard-go", "wg", "dpkg-deb")
 	ctx := context.Background()
 	root, err := EnsureRoot(ctx, DefaultCache, DefaultSpec, t.Logf)
 	if err != nil {

@@ -8,6 +8,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -87,4 +88,18 @@ func Run(ns netns.NsHandle, fn func()) error {
 		done <- nil
 	}()
 	return <-done
+}
+
+// RequireTools skips t when a program is not in PATH, or fails it under
+// EXITD_REQUIRE_ROOT=1 (CI installs every tool the tests need in .ci/run).
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("EXITD_REQUIRE_ROOT") == "1" {
+				t.Fatalf("%s is not installed (apt-get install it; see .ci/run)", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
 }
