@@ -63,6 +63,18 @@ type Tunnel struct {
 	Prefix6 netip.Prefix `toml:"-"`
 }
 
+// Prefixes are the member prefixes in use (IPv4 first): the one list of
+// member address space (conntrack flushes, cleanup, the ruleset).
+func (t Tunnel) Prefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, p := range []netip.Prefix{t.Prefix4, t.Prefix6} {
+		if p.IsValid() {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
 // Gateway4 is the node's own address in the member IPv4 prefix: its first
 // address.
 func (t Tunnel) Gateway4() netip.Addr { return firstHost(t.Prefix4) }

@@ -8,11 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"exitd/members"
 )
 
-// ConnectedWithin: a member whose last handshake is younger than this has a
-// live session (WireGuard rekeys every 2 minutes while traffic flows).
-const ConnectedWithin = 3 * time.Minute
+// ConnectedWithin is members.ConnectedWithin, for API clients.
+const ConnectedWithin = members.ConnectedWithin
+
+// Connected is members.Connected: the one definition of a live session.
+func Connected(last, now time.Time) bool { return members.Connected(last, now) }
 
 // ListQuery selects, orders and pages GET /v1/members. The zero value lists
 // every member by id with live figures.
@@ -145,7 +149,7 @@ func (q ListQuery) Apply(ms []Member, now time.Time) (page []Member, total int) 
 }
 
 func (q ListQuery) keep(m Member, match string, now time.Time) bool {
-	connected := !m.LastHandshake.IsZero() && now.Sub(m.LastHandshake) < ConnectedWithin
+	connected := Connected(m.LastHandshake, now)
 	switch q.State {
 	case "enabled":
 		if m.Disabled {
@@ -190,7 +194,7 @@ func sortFunc(key string) func(a, b Member) int {
 	case "rate":
 		return func(a, b Member) int { return cmp.Compare(a.RxRate+a.TxRate, b.RxRate+b.TxRate) }
 	case "weight":
-		return func(a, b Member) int { return cmp.Compare(max(a.Weight, 1), max(b.Weight, 1)) }
+		return func(a, b Member) int { return cmp.Compare(a.Weight, b.Weight) }
 	}
 	return func(a, b Member) int { return cmp.Compare(a.ID, b.ID) }
 }

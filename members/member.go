@@ -27,7 +27,9 @@ type Member struct {
 	IPv4       netip.Addr `json:"ipv4,omitzero"`
 	IPv6       netip.Addr `json:"ipv6,omitzero"`
 	Created    time.Time  `json:"created"`
-	// Weight multiplies the member's scheduler quantum (1..64; 0 = 1).
+	// Weight multiplies the member's scheduler quantum, 1..MaxWeight. The
+	// registry normalises it (a request's 0 means DefaultWeight); a stored
+	// or returned member never has 0.
 	Weight int `json:"weight,omitempty"`
 	// EgressLimit and IngressLimit cap the member's download (towards the
 	// member) and upload, in bits/s; 0 = no cap.
@@ -58,6 +60,39 @@ const maxLabel = 64
 // MaxWeight is the largest member weight (the scheduler's bound).
 const MaxWeight = 64
 
+// DefaultWeight is the weight of a member added without one.
+const DefaultWeight = 1
+
+// normWeight maps a request's weight onto a stored one: 0 means the default.
+func normWeight(w int) int {
+	if w == 0 {
+		return DefaultWeight
+	}
+	return w
+}
+
+// Addrs are the member's inner addresses (IPv4 first), those of the
+// families in use.
+func (m Member) Addrs() []netip.Addr {
+	a := make([]netip.Addr, 0, 2)
+	if m.IPv4.IsValid() {
+		a = append(a, m.IPv4)
+	}
+	if m.IPv6.IsValid() {
+		a = append(a, m.IPv6)
+	}
+	return a
+}
+
+// Prefixes are the member's /32 and /128: its peer's allowed IPs.
+func (m Member) Prefixes() []netip.Prefix {
+	p := make([]netip.Prefix, 0, 2)
+	for _, a := range m.Addrs() {
+		p = append(p, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return p
+}
+
 // MaxLimit bounds rate caps (400 Gbit/s, like the scheduler's rates).
 const MaxLimit = 400e9
 
@@ -86,4 +121,15 @@ func CheckLabel(s string) error {
 		}
 	}
 	return nil
+}
+
+// ConnectedWithin: a member whose last handshake is younger than this has a
+// live session (WireGuard rekeys every 2 minutes while traffic flows). The
+// control API, exitctl and the metrics all use this one definition.
+const ConnectedWithin = 3 * time.Minute
+
+// Connected reports whether a member whose last handshake was at last has
+// a live session at now.
+func Connected(last, now time.Time) bool {
+	return !last.IsZero() && now.Sub(last) < ConnectedWithin
 }

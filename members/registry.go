@@ -93,6 +93,7 @@ func (r *Registry) load() error {
 			if err := json.Unmarshal(v, m); err != nil {
 				return fmt.Errorf("member %x: %w", k, err)
 			}
+			m.Weight = normWeight(m.Weight) // entries from before normalisation
 			r.byKey[m.PublicKey] = m
 			r.byLabel[m.Label] = m
 			r.alloc.used[m.Index] = true
@@ -201,7 +202,7 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 		return Member{}, err
 	}
 	m := Member{
-		Label: req.Label, Created: now.UTC().Truncate(time.Second), Weight: req.Weight,
+		Label: req.Label, Created: now.UTC().Truncate(time.Second), Weight: normWeight(req.Weight),
 		EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
 	}
 	if req.PublicKey != nil {
@@ -336,7 +337,7 @@ func (r *Registry) Update(ref string, c Change) (before, after Member, err error
 	}
 	before, after = *m, *m
 	if c.Weight != nil {
-		after.Weight = *c.Weight
+		after.Weight = normWeight(*c.Weight)
 	}
 	if c.EgressLimit != nil {
 		after.EgressLimit = *c.EgressLimit

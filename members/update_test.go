@@ -68,7 +68,7 @@ func TestUpdateErrors(t *testing.T) {
 			if _, _, err := r.Update(tc.ref, tc.c); !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			if m, _ := r.Get("alice"); m.Weight != 0 || m.EgressLimit != 0 || m.IngressLimit != 0 {
+			if m, _ := r.Get("alice"); m.Weight != DefaultWeight || m.EgressLimit != 0 || m.IngressLimit != 0 {
 				t.Fatalf("failed update changed the member: %+v", m)
 			}
 		})

@@ -24,6 +24,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"exitd/members"
 )
 
 // SojournBuckets is the number of sojourn-time histogram buckets a source
@@ -185,7 +187,7 @@ func NewTable(src Source, o TableOptions) *Table {
 		o.ActiveWithin = 15 * time.Second
 	}
 	if o.SessionWithin <= 0 {
-		o.SessionWithin = 3 * time.Minute
+		o.SessionWithin = members.ConnectedWithin
 	}
 	if o.Now == nil {
 		o.Now = time.Now

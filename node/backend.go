@@ -8,24 +8,18 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"sync"
-	"time"
 
 	"exitd/control"
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/tuning"
-	"exitd/tunnel"
 )
 
 // backend is the control API's view of the node.
 type backend struct{ n *Node }
 
 var _ control.Backend = backend{}
-
-// connectedWithin: a member whose last handshake is younger than this has a
-// live session.
-const connectedWithin = control.ConnectedWithin
 
 // addRequest maps an API add onto the registry's; self is the node's own
 // public key, which no member may have.
@@ -62,9 +56,9 @@ func addRequest(req control.AddMemberRequest, self keys.Key) (members.AddRequest
 }
 
 // AddMembers commits the members to the registry first, then puts the
-// enabled ones into the scheduler and the device in one UAPI set. If the
-// device refuses, the registry change is undone; if the daemon dies in
-// between, the start-up reconcile (syncPeers) adds them.
+// enabled ones into the data plane in one transaction. If the plane
+// refuses, the registry change is undone; if the daemon dies in between,
+// the start-up reconcile adds them.
 func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([]control.Member, error) {
 	n := b.n
 	ars := make([]members.AddRequest, len(req.Members))
@@ -82,15 +76,14 @@ func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([
 	if err != nil {
 		return nil, err
 	}
-	var peers []tunnel.Peer
-	for _, m := range ms {
-		if !m.Disabled {
-			n.schedUpsert(m)
-			peers = append(peers, peerOf(m))
+	if err := n.plane.Add(ms); err != nil {
+		refs := make([]string, len(ms))
+		for i, m := range ms {
+			refs[i] = m.PublicKey.String()
 		}
-	}
-	if err := n.tun.AddPeers(peers); err != nil {
-		n.undoAddLocked(ms)
+		if _, rerr := n.reg.RemoveBatch(refs); rerr != nil {
+			n.log.Error("rollback of member add: registry; restart reconciles", "err", rerr)
+		}
 		return nil, err
 	}
 	if len(ms) == 1 {
@@ -101,7 +94,7 @@ func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([
 	out := make([]control.Member, len(ms))
 	node := n.nodeInfo()
 	for i, m := range ms {
-		out[i] = n.view(m, nil)
+		out[i] = n.view(m, dataplane.Sample{})
 		if req.Configs {
 			out[i].Config = members.ClientConfig(m, node)
 		}
@@ -109,62 +102,52 @@ func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([
 	return out, nil
 }
 
-// undoAddLocked takes members whose device update failed back out of the
-// device, scheduler and registry.
-func (n *Node) undoAddLocked(ms []members.Member) {
-	pubs := make([]keys.Key, 0, len(ms))
-	refs := make([]string, 0, len(ms))
-	for _, m := range ms {
-		if !m.Disabled {
-			pubs = append(pubs, m.PublicKey)
-			n.schedRemove(m)
-		}
-		refs = append(refs, m.PublicKey.String())
-	}
-	if err := n.tun.RemovePeers(pubs...); err != nil {
-		n.log.Error("rollback of member add: device", "err", err)
-	}
-	if _, err := n.reg.RemoveBatch(refs); err != nil {
-		n.log.Error("rollback of member add: registry; restart reconciles", "err", err)
-	}
-}
-
-// RemoveMembers commits the removal, then takes the peers out of the device:
-// their sessions end at once, nobody else's is touched.
+// RemoveMembers takes the members out of the data plane first — their
+// sessions end at once, nobody else's is touched — and then commits the
+// removal. If the plane cannot remove them the request fails and the
+// registry is unchanged; if the registry then fails, they are put back.
 func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Member, error) {
 	n := b.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ms, err := n.reg.RemoveBatch(refs)
-	if err != nil {
-		return nil, err
-	}
-	pubs := make([]keys.Key, 0, len(ms))
-	for _, m := range ms {
-		if !m.Disabled {
-			pubs = append(pubs, m.PublicKey)
+	ms := make([]members.Member, 0, len(refs))
+	seen := make(map[keys.Key]bool, len(refs))
+	for _, ref := range refs {
+		m, err := n.reg.Get(ref)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[m.PublicKey] {
+			seen[m.PublicKey] = true
+			ms = append(ms, m)
 		}
 	}
-	if err := n.tun.RemovePeers(pubs...); err != nil {
-		n.log.Error("members removed from registry but not from device; restart reconciles", "count", len(ms), "err", err)
+	if err := n.plane.Remove(ms); err != nil {
+		return nil, fmt.Errorf("%w: %v; no member was removed", control.ErrConflict, err)
 	}
-	out := make([]control.Member, len(ms))
-	for i, m := range ms {
-		n.schedRemove(m)
-		out[i] = n.view(m, nil)
+	removed, err := n.reg.RemoveBatch(refs)
+	if err != nil {
+		if aerr := n.plane.Add(ms); aerr != nil {
+			n.log.Error("members back in the registry but not in the device; restart reconciles", "err", aerr)
+		}
+		return nil, err
 	}
-	if len(ms) == 1 {
-		n.log.Info("member removed", "label", ms[0].Label)
+	out := make([]control.Member, len(removed))
+	for i, m := range removed {
+		out[i] = n.view(m, dataplane.Sample{})
+	}
+	if len(removed) == 1 {
+		n.log.Info("member removed", "label", removed[0].Label)
 	} else {
-		n.log.Info("members removed", "count", len(ms))
+		n.log.Info("members removed", "count", len(removed))
 	}
 	return out, nil
 }
 
-// UpdateMember commits a policy change, then applies it: disabling takes the
-// peer out of the device (keeping entry and addresses), enabling puts it
-// back, weight goes to the scheduler. If the device refuses, the registry
-// change is undone.
+// UpdateMember commits a policy change, then applies it to the data plane:
+// disabling takes the peer out of the device (keeping entry and
+// addresses), enabling puts it back, weight and caps go to the scheduler.
+// If the plane refuses, the registry change is undone.
 func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateMemberRequest) (control.Member, error) {
 	n := b.n
 	n.mu.Lock()
@@ -175,44 +158,28 @@ func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateM
 	if err != nil {
 		return control.Member{}, err
 	}
-	if err := n.applyLocked(before, after); err != nil {
+	if err := n.plane.Update(before, after); err != nil {
 		undo := members.Change{Weight: &before.Weight, EgressLimit: &before.EgressLimit, IngressLimit: &before.IngressLimit, Disabled: &before.Disabled}
 		if _, _, uerr := n.reg.Update(ref, undo); uerr != nil {
 			n.log.Error("undo of member update failed; restart reconciles", "label", after.Label, "err", uerr)
 		}
-		n.applyLocked(after, before)
 		return control.Member{}, fmt.Errorf("%w: device refused the change: %v", control.ErrConflict, err)
 	}
 	n.log.Info("member updated", "label", after.Label, "weight", after.Weight, "disabled", after.Disabled,
 		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit)
-	return n.view(after, n.peerStats()), nil
-}
-
-// applyLocked moves the device and scheduler from member state old to m.
-func (n *Node) applyLocked(old, m members.Member) error {
-	switch {
-	case m.Disabled && !old.Disabled:
-		n.schedRemove(m)
-		return n.tun.RemovePeers(m.PublicKey)
-	case !m.Disabled && old.Disabled:
-		n.schedUpsert(m)
-		return n.tun.AddPeers([]tunnel.Peer{peerOf(m)})
-	case !m.Disabled:
-		n.schedUpsert(m) // weight, in place: the queue survives
-	}
-	return nil
+	return n.view(after, n.plane.Sample()), nil
 }
 
 func (b backend) Members(_ context.Context, q control.ListQuery) ([]control.Member, int, error) {
 	n := b.n
-	var stats peerSample
+	var stats dataplane.Sample
 	if !q.NoStats {
-		stats = n.stats.sample(n)
+		stats = n.plane.Sample()
 	}
 	ms := n.reg.List()
 	out := make([]control.Member, len(ms))
 	for i, m := range ms {
-		out[i] = n.viewSample(m, stats)
+		out[i] = n.view(m, stats)
 	}
 	page, total := q.Apply(out, n.now())
 	return page, total, nil
@@ -224,7 +191,7 @@ func (b backend) Member(_ context.Context, ref string) (control.Member, error) {
 	if err != nil {
 		return control.Member{}, err
 	}
-	cm := n.viewSample(m, n.stats.sample(n))
+	cm := n.view(m, n.plane.Sample())
 	if m.PrivateKey != nil {
 		cm.Config = members.ClientConfig(m, n.nodeInfo())
 	}
@@ -233,17 +200,17 @@ func (b backend) Member(_ context.Context, ref string) (control.Member, error) {
 
 func (b backend) Status(context.Context) (control.Status, error) {
 	n := b.n
-	stats := n.peerStats()
+	cfg := n.config()
 	s := control.Status{
 		Version: n.version, Started: n.started, PublicKey: n.priv.Public().String(),
-		Endpoint: n.cfg.PublicEndpoint, ListenPort: n.cfg.Listen.Port, Tunnel: n.cfg.Tunnel.Name,
+		Endpoint: cfg.PublicEndpoint, ListenPort: cfg.Listen.Port, Tunnel: cfg.Tunnel.Name,
 		MembersTotal: n.reg.Len(),
 	}
 	now := n.now()
-	for _, ps := range stats {
+	for _, ps := range n.plane.Sample().Cur {
 		s.RxBytes += ps.RxBytes
 		s.TxBytes += ps.TxBytes
-		if !ps.LastHandshake.IsZero() && now.Sub(ps.LastHandshake) < connectedWithin {
+		if control.Connected(ps.LastHandshake, now) {
 			s.MembersConnected++
 		}
 	}
@@ -261,109 +228,35 @@ func (b backend) Status(context.Context) (control.Status, error) {
 			s.Warnings = append(s.Warnings, kernelWarnings(r.CriticalFailures())...)
 		}
 	}
-	if n.cfg.PublicEndpoint == "" {
+	if cfg.PublicEndpoint == "" {
 		s.Warnings = append(s.Warnings, "public_endpoint is not set: client configs have no usable Endpoint")
 	}
 	return s, nil
 }
 
-// peerStats is the device's peer state, at most statsMaxAge old.
-func (n *Node) peerStats() map[keys.Key]tunnel.PeerStats {
-	return n.stats.sample(n).cur
-}
-
-// statsMaxAge is how long a device dump serves callers: long enough that
-// the service loop's two reads per tick and concurrent requests share one
-// dump (20,000 peers cost ~150 ms), short enough that what a command shows
-// is current.
-const statsMaxAge = 100 * time.Millisecond
-
-// rateWindow is the shortest interval rates are computed over.
-const rateWindow = time.Second
-
-// peerSampler keeps the last dump of the device's peers and an older one;
-// rates are their difference. Its zero value is ready.
-type peerSampler struct {
-	mu   sync.Mutex
-	last peerSample
-}
-
-// peerSample is one dump and an older one.
-type peerSample struct {
-	at, prevAt time.Time
-	cur, prev  map[keys.Key]tunnel.PeerStats
-}
-
-func (s *peerSampler) sample(n *Node) peerSample {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := n.now()
-	if !s.last.at.IsZero() && now.Sub(s.last.at) < statsMaxAge {
-		return s.last
-	}
-	st, err := n.tun.Stats()
-	if err != nil {
-		n.log.Warn("read peer stats", "err", err)
-		return s.last
-	}
-	cur := make(map[keys.Key]tunnel.PeerStats, len(st))
-	for _, p := range st {
-		cur[p.PublicKey] = p
-	}
-	// The older dump moves up to the last one when that is at least
-	// rateWindow old, or when the older one is stale: rates then span
-	// 1-3 windows whoever samples how often.
-	next := peerSample{at: now, prevAt: s.last.prevAt, cur: cur, prev: s.last.prev}
-	if s.last.cur != nil && (next.prev == nil || now.Sub(s.last.at) >= rateWindow || now.Sub(s.last.prevAt) > 3*rateWindow) {
-		next.prevAt, next.prev = s.last.at, s.last.cur
-	}
-	s.last = next
-	return s.last
-}
-
-// rates are bits/s received from and sent to the member between the two
-// dumps.
-func (p peerSample) rates(k keys.Key) (rx, tx uint64) {
-	d := p.at.Sub(p.prevAt).Seconds()
-	a, ok1 := p.prev[k]
-	b, ok2 := p.cur[k]
-	if !ok1 || !ok2 || d <= 0 || b.RxBytes < a.RxBytes || b.TxBytes < a.TxBytes {
-		return 0, 0
-	}
-	return uint64(float64(b.RxBytes-a.RxBytes) * 8 / d), uint64(float64(b.TxBytes-a.TxBytes) * 8 / d)
-}
-
-func (n *Node) viewSample(m members.Member, s peerSample) control.Member {
-	cm := n.view(m, s.cur)
-	cm.RxRate, cm.TxRate = s.rates(m.PublicKey)
-	return cm
-}
-
-func (n *Node) view(m members.Member, stats map[keys.Key]tunnel.PeerStats) control.Member {
+// view is the API's member: registry entry, session and rates (bits/s)
+// from the sample s (zero: no session figures).
+func (n *Node) view(m members.Member, s dataplane.Sample) control.Member {
 	cm := control.Member{
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled,
-		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit, LimitsEnforced: n.limitsEnforced(),
+		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit,
+		LimitsEnforced: dataplane.LimitsEnforced(schedConfig(n.config())),
 	}
-	if ps, ok := stats[m.PublicKey]; ok {
+	if ps, ok := s.Cur[m.PublicKey]; ok {
 		cm.LastHandshake, cm.Endpoint, cm.RxBytes, cm.TxBytes = ps.LastHandshake, ps.Endpoint, ps.RxBytes, ps.TxBytes
 	}
+	cm.RxRate, cm.TxRate = s.Rates(m.PublicKey)
 	return cm
 }
 
-// limitsEnforced reports whether member rate caps are applied: the srr
-// scheduler enforces them (a capped member without tokens is passed over in
-// its turn); fifo, kept for A/B measurement, ignores them.
-func (n *Node) limitsEnforced() bool {
-	return n.sched != nil && n.cfg.Scheduler.Discipline != "fifo"
-}
-
 func (n *Node) nodeInfo() members.Node {
-	ep := n.cfg.PublicEndpoint
+	cfg := n.config()
+	ep := cfg.PublicEndpoint
 	if ep == "" {
-		ep = "<set public_endpoint in exitd.toml>:" + strconv.Itoa(n.cfg.Listen.Port)
+		ep = "<set public_endpoint in exitd.toml>:" + strconv.Itoa(cfg.Listen.Port)
 	}
-	return members.Node{PublicKey: n.priv.Public(), Endpoint: ep, MTU: n.cfg.Tunnel.MTU}
+	return members.Node{PublicKey: n.priv.Public(), Endpoint: ep, MTU: cfg.Tunnel.MTU}
 }
 
 // allowPeers admits root, the daemon's own user, and members of group.

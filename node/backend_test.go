@@ -11,20 +11,35 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn/bindtest"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
 	"exitd/config"
 	"exitd/control"
-	"exitd/internal/testenv"
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
-	"exitd/tunnel"
 )
 
-// testNode is a Node with a registry and a real wireguard-go device in a
-// throwaway netns (no NAT, no scheduler): what the control backend drives.
+// testPlane is a data plane over a channel TUN and bind: a real
+// wireguard-go device and scheduler, no root, no kernel.
+func testPlane(t testing.TB, cfg *config.Config, priv keys.Key, now func() time.Time) *dataplane.Plane {
+	t.Helper()
+	p, err := dataplane.Open(planeConfig(cfg, priv), dataplane.Options{
+		Logger: slog.New(slog.DiscardHandler), Now: now,
+		Device: tuntest.NewChannelTUN().TUN(), Bind: bindtest.NewChannelBinds()[0], NoUAPI: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// testNode is a Node with a registry and a data plane over channel
+// devices: what the control backend drives.
 func testNode(t testing.TB, quarantine time.Duration) *Node {
 	t.Helper()
-	testenv.RequireRoot(t)
-	ns := testenv.NewNetNS(t)
 	priv, err := keys.Generate(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +48,7 @@ func testNode(t testing.TB, quarantine time.Duration) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.StateDir = t.TempDir()
 	n := New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
 	n.priv = priv
 	reg, err := members.Open(filepath.Join(t.TempDir(), "members.db"), members.Options{
@@ -43,29 +59,16 @@ func testNode(t testing.TB, quarantine time.Duration) *Node {
 	}
 	t.Cleanup(func() { reg.Close() })
 	n.reg = reg
-	var tn *tunnel.Tunnel
-	testenv.Do(t, ns, func() {
-		tn, err = tunnel.Open(tunnel.Options{Name: "xb0", MTU: 1420, Port: 51820, PrivateKey: priv, NoUAPI: true,
-			Addrs: []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tn.Close() })
-	n.tun = tn
+	n.plane = testPlane(t, cfg, priv, func() time.Time { return n.now() }) // the test may set n.now later
 	return n
 }
 
 // devicePeers is the set of public keys in the device.
-func devicePeers(t testing.TB, n *Node) map[keys.Key]tunnel.PeerStats {
+func devicePeers(t testing.TB, n *Node) map[keys.Key]dataplane.PeerStats {
 	t.Helper()
-	st, err := n.tun.Stats()
+	out, err := n.plane.Dump()
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[keys.Key]tunnel.PeerStats{}
-	for _, s := range st {
-		out[s.PublicKey] = s
 	}
 	return out
 }
@@ -179,7 +182,7 @@ func TestBackendDisableEnableWeight(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, err = b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &on})
-	if err != nil || m.Disabled || m.Weight != 9 || m.EgressLimit != 5e6 || m.LimitsEnforced {
+	if err != nil || m.Disabled || m.Weight != 9 || m.EgressLimit != 5e6 || !m.LimitsEnforced {
 		t.Fatalf("%+v %v", m, err)
 	}
 	dev := devicePeers(t, n)
@@ -219,10 +222,10 @@ func TestReconcileAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stray, _ := keys.Generate(nil)
-	if err := n.tun.AddPeers([]tunnel.Peer{{PublicKey: stray.Public()}, peerOf(ms[1])}); err != nil {
+	if err := n.plane.Add([]members.Member{{ID: 99999, PublicKey: stray.Public()}, ms[1]}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.syncPeers(); err != nil {
+	if err := n.plane.Sync(n.reg.List()); err != nil {
 		t.Fatal(err)
 	}
 	dev := devicePeers(t, n)
@@ -258,20 +261,20 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 	}
 	// The dump is shared for statsMaxAge: a member added meanwhile shows
 	// up in the next one.
-	first := n.stats.sample(n)
-	if len(first.cur) != 30 {
-		t.Fatalf("sample has %d peers", len(first.cur))
+	first := n.plane.Sample()
+	if len(first.Cur) != 30 {
+		t.Fatalf("sample has %d peers", len(first.Cur))
 	}
 	if _, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "late"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if s := n.stats.sample(n); len(s.cur) != 30 {
-		t.Fatalf("dump not shared: %d peers", len(s.cur))
+	if s := n.plane.Sample(); len(s.Cur) != 30 {
+		t.Fatalf("dump not shared: %d peers", len(s.Cur))
 	}
-	clock = clock.Add(statsMaxAge)
-	s := n.stats.sample(n)
-	if len(s.cur) != 31 {
-		t.Fatalf("dump not refreshed: %d peers", len(s.cur))
+	clock = clock.Add(100 * time.Millisecond) // dataplane's statsMaxAge
+	s := n.plane.Sample()
+	if len(s.Cur) != 31 {
+		t.Fatalf("dump not refreshed: %d peers", len(s.Cur))
 	}
 	// Rates span at least rateWindow when samples come often, and move on
 	// when the older dump gets stale.
@@ -288,34 +291,10 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 	}
 	for i, st := range steps {
 		clock = clock.Add(st.advance)
-		s := n.stats.sample(n)
-		if got := s.at.Sub(s.prevAt); got != st.prevAge {
+		s := n.plane.Sample()
+		if got := s.At.Sub(s.PrevAt); got != st.prevAge {
 			t.Fatalf("step %d: rate window %v, want %v", i, got, st.prevAge)
 		}
-	}
-}
-
-func TestPeerSampleRates(t *testing.T) {
-	k := keys.Key{1}
-	t0 := time.Unix(1000, 0)
-	s := peerSample{
-		at: t0.Add(2 * time.Second), prevAt: t0,
-		prev: map[keys.Key]tunnel.PeerStats{k: {RxBytes: 1000, TxBytes: 5000}},
-		cur:  map[keys.Key]tunnel.PeerStats{k: {RxBytes: 3000, TxBytes: 255000}},
-	}
-	if rx, tx := s.rates(k); rx != 8000 || tx != 1_000_000 {
-		t.Fatalf("rates %d %d", rx, tx)
-	}
-	if rx, tx := s.rates(keys.Key{2}); rx != 0 || tx != 0 {
-		t.Fatal("rate for unknown peer")
-	}
-	s.cur[k] = tunnel.PeerStats{RxBytes: 10} // counters reset (peer re-added)
-	if rx, tx := s.rates(k); rx != 0 || tx != 0 {
-		t.Fatal("rate across a counter reset")
-	}
-	s.prevAt = s.at
-	if rx, _ := s.rates(k); rx != 0 {
-		t.Fatal("rate over zero time")
 	}
 }
 
@@ -349,7 +328,7 @@ func BenchmarkBackend20k(b *testing.B) {
 		}
 		listed := time.Since(start)
 		start = time.Now()
-		if _, err := n.tun.Stats(); err != nil {
+		if _, err := n.plane.Dump(); err != nil {
 			b.Fatal(err)
 		}
 		runtime.GC()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -51,37 +52,84 @@ func (n *Node) statusLine() string {
 
 // Reload re-reads the config and the registry and applies what can change
 // at run time (filter, NAT, scheduler, peers) without dropping sessions.
+// It is all or nothing: everything is validated first, then applied step
+// by step; if a step fails, the steps already applied are undone and the
+// old config keeps running.
 func (n *Node) Reload() error {
 	n.notify.Notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer n.notify.Notify("READY=1\nSTATUS=" + n.statusLine())
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	cfg := n.cfg
+	old := n.config()
+	cfg := old
 	if n.loadCfg != nil {
 		c, err := n.loadCfg()
 		if err != nil {
 			return err
 		}
-		if err := restartOnly(n.cfg, c); err != nil {
+		if err := restartOnly(old, c); err != nil {
 			return err
 		}
 		cfg = c
 	}
-	if natChanged(n.cfg, cfg) {
-		if err := n.nat.Apply(natConfig(cfg)); err != nil {
-			return err
-		}
+	if err := natConfig(cfg).Validate(); err != nil {
+		return fmt.Errorf("reload: %w", err)
 	}
-	if n.sched != nil {
-		if err := n.sched.SetConfig(schedConfig(cfg)); err != nil {
-			return err
-		}
+	if err := schedConfig(cfg).Validate(); err != nil {
+		return fmt.Errorf("reload: scheduler: %w", err)
 	}
-	n.cfg = cfg
-	if err := n.syncPeers(); err != nil {
+	if err := applySteps(n.reloadSteps(old, cfg)); err != nil {
+		n.log.Error("reload failed and was rolled back; the old configuration keeps running", "err", err)
 		return err
 	}
 	n.log.Info("reloaded", "config", cfg.Path, "members", n.reg.Len())
+	return nil
+}
+
+// step is one change of a reload and how to take it back.
+type step struct {
+	name        string
+	apply, undo func() error
+}
+
+// reloadSteps are the changes from old to cfg, in order.
+func (n *Node) reloadSteps(old, cfg *config.Config) []step {
+	var steps []step
+	if natChanged(old, cfg) {
+		steps = append(steps, step{"nftables",
+			func() error { return n.nat.Apply(natConfig(cfg)) },
+			func() error { return n.nat.Apply(natConfig(old)) }})
+	}
+	steps = append(steps,
+		step{"scheduler",
+			func() error { return n.plane.SetSchedConfig(schedConfig(cfg)) },
+			func() error { return n.plane.SetSchedConfig(schedConfig(old)) }},
+		step{"config",
+			func() error { n.cfg.Store(cfg); return nil },
+			func() error { n.cfg.Store(old); return nil }},
+		step{"peers", func() error { return n.plane.Sync(n.reg.List()) }, nil},
+	)
+	return steps
+}
+
+// applySteps applies steps in order; when one fails it undoes the applied
+// ones in reverse and returns the failure (and any undo failures).
+func applySteps(steps []step) error {
+	for i, s := range steps {
+		err := s.apply()
+		if err == nil {
+			continue
+		}
+		errs := []error{fmt.Errorf("reload: %s: %w", s.name, err)}
+		for j := i - 1; j >= 0; j-- {
+			if u := steps[j].undo; u != nil {
+				if uerr := u(); uerr != nil {
+					errs = append(errs, fmt.Errorf("reload: undo %s: %w", steps[j].name, uerr))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
 	return nil
 }
 

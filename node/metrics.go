@@ -28,14 +28,13 @@ import (
 
 	"exitd/config"
 	"exitd/control"
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/metrics"
 	"exitd/nat"
 	"exitd/report"
-	"exitd/sched"
 	"exitd/tuning"
-	"exitd/tunnel"
 )
 
 // ringFile (in state_dir) is the load report's series.
@@ -58,7 +57,7 @@ type observability struct {
 func sojournBounds() []time.Duration {
 	b := make([]time.Duration, metrics.SojournBuckets)
 	for i := range b {
-		b[i] = sched.HistogramBound(i)
+		b[i] = dataplane.HistogramBound(i)
 	}
 	return b
 }
@@ -69,27 +68,19 @@ func sojournBounds() []time.Duration {
 // the bytes again.
 type memberSource struct {
 	n     *Node
-	peers func() (map[keys.Key]tunnel.PeerStats, error)
+	peers func() (map[keys.Key]dataplane.PeerStats, error)
 }
 
 // dumpPeers reads every peer's counters from the device (the table calls
 // it at most once a second: ≈ 80 ms for 20,000 peers, see
 // docs/observability.md).
-func (n *Node) dumpPeers() (map[keys.Key]tunnel.PeerStats, error) {
-	st, err := n.tun.Stats()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[keys.Key]tunnel.PeerStats, len(st))
-	for _, p := range st {
-		out[p.PublicKey] = p
-	}
-	return out, nil
+func (n *Node) dumpPeers() (map[keys.Key]dataplane.PeerStats, error) {
+	return n.plane.Dump()
 }
 
 var _ metrics.Source = memberSource{}
 
-func dirCounters(d *sched.MemberDirStats) metrics.DirCounters {
+func dirCounters(d *dataplane.MemberDirStats) metrics.DirCounters {
 	c := metrics.DirCounters{
 		SentPackets: d.SentPackets, SentBytes: d.SentBytes,
 		OverflowDrops: d.OverflowDrops, CoDelDrops: d.CoDelDrops, CEMarks: d.CEMarks,
@@ -101,11 +92,8 @@ func dirCounters(d *sched.MemberDirStats) metrics.DirCounters {
 
 func allowedIPs(m *members.Member) string {
 	var parts []string
-	if m.IPv4.IsValid() {
-		parts = append(parts, netip.PrefixFrom(m.IPv4, 32).String())
-	}
-	if m.IPv6.IsValid() {
-		parts = append(parts, netip.PrefixFrom(m.IPv6, 128).String())
+	for _, p := range m.Prefixes() {
+		parts = append(parts, p.String())
 	}
 	return strings.Join(parts, ",")
 }
@@ -127,12 +115,12 @@ func (s memberSource) ForEachMember(fn func(*metrics.MemberCounters)) error {
 		}
 	}
 	done := make(map[uint32]bool, len(ms))
-	if n.sched != nil {
+	if n.plane != nil {
 		byID := make(map[uint32]*members.Member, len(ms))
 		for i := range ms {
 			byID[ms[i].ID] = &ms[i]
 		}
-		n.sched.ForEachMember(func(id uint32, st sched.MemberStats) {
+		n.plane.ForEachSchedMember(func(id uint32, st dataplane.MemberSchedStats) {
 			m, ok := byID[id]
 			if !ok {
 				return // the unknown class, or a member removed meanwhile
@@ -157,7 +145,7 @@ type schedSource struct{ n *Node }
 type natSource struct{ n *Node }
 type kernelSource struct{ n *Node }
 
-func schedDir(d sched.DirStats) metrics.SchedDir {
+func schedDir(d dataplane.SchedDirStats) metrics.SchedDir {
 	return metrics.SchedDir{
 		ActiveMembers: d.ActiveMembers, ActiveFlows: d.ActiveFlows,
 		QueuedBytes: d.QueuedBytes, QueuedPackets: d.QueuedPackets,
@@ -168,10 +156,10 @@ func schedDir(d sched.DirStats) metrics.SchedDir {
 }
 
 func (s schedSource) SchedStats() (metrics.SchedStats, bool) {
-	if s.n.sched == nil {
+	if s.n.plane == nil {
 		return metrics.SchedStats{}, false
 	}
-	st := s.n.sched.Stats()
+	st := s.n.plane.SchedStats()
 	return metrics.SchedStats{
 		Discipline: st.Discipline, Members: st.Members,
 		Down: schedDir(st.Down), Up: schedDir(st.Up),
@@ -264,14 +252,15 @@ func (n *Node) newObservability(every time.Duration) *observability {
 	if o.every <= 0 {
 		o.every = report.DefaultInterval
 	}
+	cfg := n.config()
 	o.table = metrics.NewTable(memberSource{n, n.dumpPeers}, metrics.TableOptions{Now: n.now, SojournBounds: sojournBounds()})
-	o.host = metrics.Host{TUN: n.cfg.Tunnel.Name, WAN: n.cfg.WAN.Interface}
+	o.host = metrics.Host{TUN: cfg.Tunnel.Name, WAN: cfg.WAN.Interface}
 	o.reg = prometheus.NewRegistry()
 	o.reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		metrics.NewBuildInfo(n.version),
-		metrics.NewMemberCollector(o.table, metrics.MemberOptions{Interface: n.cfg.Tunnel.Name}),
+		metrics.NewMemberCollector(o.table, metrics.MemberOptions{Interface: cfg.Tunnel.Name}),
 		metrics.NewSchedCollector(schedSource{n}, o.table, sojournBounds()),
 		metrics.NewNATCollector(natSource{n}),
 		metrics.NewHostCollector(o.host),
@@ -284,19 +273,20 @@ func (n *Node) newObservability(every time.Duration) *observability {
 // [metrics] listen that cannot be bound fails the start; the default
 // loopback address only warns (another exporter may hold port 9586).
 func (n *Node) startMetrics() (func(), error) {
+	cfg := n.config()
 	every := n.sampleEvery // the hidden --sample-interval flag wins (lab tests)
 	if every <= 0 {
-		every = n.cfg.Metrics.SampleInterval.Duration
+		every = cfg.Metrics.SampleInterval.Duration
 	}
 	o := n.newObservability(every)
-	ring, err := report.OpenRing(filepath.Join(n.cfg.StateDir, ringFile), report.DefaultCapacity)
+	ring, err := report.OpenRing(filepath.Join(cfg.StateDir, ringFile), report.DefaultCapacity)
 	if err != nil {
 		n.log.Warn("load report: cannot open the ring file; keeping samples in memory only", "err", err)
 		ring = report.NewMemoryRing(report.DefaultCapacity)
 	}
 	o.ring = ring
 	o.sampler = report.NewSampler(ring, n.reading, n.log)
-	addr := n.cfg.Metrics.Listen
+	addr := cfg.Metrics.Listen
 	if addr == config.MetricsOff {
 		n.obs = o
 		return func() { o.ring.Close() }, nil
@@ -378,7 +368,8 @@ func (n *Node) reading(now time.Time) report.Reading {
 		r.CPUBusy, r.CPUTotal, r.ExitdCPU, r.NCPU = p.CPUBusy, p.CPUTotal, p.SelfCPU, p.NCPU
 		r.MemTotal, r.MemAvailable, r.SwapTotal, r.SwapFree, r.ExitdRSS = p.MemTotal, p.MemAvailable, p.SwapTotal, p.SwapFree, p.SelfRSS
 	}
-	r.MemberSlots = memberSlots(n.cfg.Tunnel.Prefix4, n.cfg.Tunnel.Prefix6)
+	cfg := n.config()
+	r.MemberSlots = memberSlots(cfg.Tunnel.Prefix4, cfg.Tunnel.Prefix6)
 	return r
 }
 

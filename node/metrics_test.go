@@ -4,34 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn/bindtest"
-	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
-
 	"exitd/control"
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/metrics"
 	"exitd/nat"
 	"exitd/report"
-	"exitd/sched"
 	"exitd/tuning"
-	"exitd/tunnel"
 )
 
 func TestSojournBucketsMatchScheduler(t *testing.T) {
-	if n := len(sched.Histogram{}); n != metrics.SojournBuckets {
+	if n := dataplane.SojournBuckets; n != metrics.SojournBuckets {
 		t.Fatalf("sched has %d histogram buckets, metrics.SojournBuckets is %d", n, metrics.SojournBuckets)
 	}
 	b := sojournBounds()
-	if b[0] != sched.HistogramBound(0) || b[len(b)-1] != sched.HistogramBound(len(b)-1) {
+	if b[0] != dataplane.HistogramBound(0) || b[len(b)-1] != dataplane.HistogramBound(len(b)-1) {
 		t.Fatal("bounds differ from the scheduler's")
 	}
 }
@@ -114,8 +107,8 @@ func TestLoadWarnings(t *testing.T) {
 	}
 }
 
-// metricsTestNode is a node with a registry and a scheduler over a channel TUN:
-// enough for the member source, without root.
+// metricsTestNode is a node with a registry and a data plane over channel
+// devices: enough for the member source, without root.
 func metricsTestNode(t *testing.T, nMembers int) (*Node, []members.Member) {
 	t.Helper()
 	cfg := mustConfig(t, "")
@@ -132,26 +125,21 @@ func metricsTestNode(t *testing.T, nMembers int) (*Node, []members.Member) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := sched.NewDevice(tuntest.NewChannelTUN().TUN(), sched.Config{}, sched.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	n := New(Options{Config: cfg})
-	n.reg, n.sched = reg, d
+	priv, _ := keys.Generate(nil)
+	n.reg, n.plane = reg, testPlane(t, cfg, priv, func() time.Time { return n.now() })
 	return n, ms
 }
 
 func TestMemberSource(t *testing.T) {
 	n, ms := metricsTestNode(t, 3)
-	n.schedUpsert(ms[0])
-	n.schedUpsert(ms[1]) // ms[2] is not in the scheduler (e.g. disabled)
+	n.plane.Add(ms[:2]) // ms[2] is not in the scheduler (e.g. disabled)
 	hs := time.Unix(1_700_000_000, 0)
-	peers := map[keys.Key]tunnel.PeerStats{
+	peers := map[keys.Key]dataplane.PeerStats{
 		ms[0].PublicKey: {PublicKey: ms[0].PublicKey, RxBytes: 100, TxBytes: 900, LastHandshake: hs},
 		ms[2].PublicKey: {PublicKey: ms[2].PublicKey, RxBytes: 5},
 	}
-	src := memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return peers, nil }}
+	src := memberSource{n, func() (map[keys.Key]dataplane.PeerStats, error) { return peers, nil }}
 	got := map[string]metrics.MemberCounters{}
 	if err := src.ForEachMember(func(c *metrics.MemberCounters) { got[c.Label] = *c }); err != nil {
 		t.Fatal(err)
@@ -168,7 +156,7 @@ func TestMemberSource(t *testing.T) {
 		t.Fatalf("m1 %+v m2 %+v", got["m1"], got["m2"])
 	}
 	// A failed dump is an error, never members with zero counters.
-	failing := memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return nil, errors.New("uapi: closed") }}
+	failing := memberSource{n, func() (map[keys.Key]dataplane.PeerStats, error) { return nil, errors.New("uapi: closed") }}
 	if err := failing.ForEachMember(func(*metrics.MemberCounters) { t.Fatal("member yielded without a dump") }); err == nil {
 		t.Fatal("dump error swallowed")
 	}
@@ -182,7 +170,7 @@ func TestMemberSource(t *testing.T) {
 
 func TestSchedSourceAndObservability(t *testing.T) {
 	n, ms := metricsTestNode(t, 2)
-	n.schedUpsert(ms[0])
+	n.plane.Add(ms[:1])
 	st, ok := (schedSource{n}).SchedStats()
 	if !ok || st.Discipline != "srr" || st.Members != 1 {
 		t.Fatalf("%+v %v", st, ok)
@@ -197,66 +185,24 @@ func TestSchedSourceAndObservability(t *testing.T) {
 	if o.every != report.DefaultInterval {
 		t.Fatalf("default interval %v", o.every)
 	}
-	if o.table == nil || o.reg == nil || o.host.TUN != n.cfg.Tunnel.Name || o.host.WAN != "eth0" {
+	if o.table == nil || o.reg == nil || o.host.TUN != n.config().Tunnel.Name || o.host.WAN != "eth0" {
 		t.Fatalf("observability %+v", o)
 	}
 }
 
-// BenchmarkDeviceDump measures the expensive part of a member-table
-// refresh on a real wireguard-go device: the UAPI dump of every peer plus
-// the map the table reads it through. EXITD_BENCH_PEERS sets the peer
-// count (default 2,000; the documented figure used 20,000).
-func BenchmarkDeviceDump(b *testing.B) {
-	peers := 2000
-	if v, err := strconv.Atoi(os.Getenv("EXITD_BENCH_PEERS")); err == nil && v > 0 {
-		peers = v
-	}
-	binds := bindtest.NewChannelBinds()
-	dev := device.NewDevice(tuntest.NewChannelTUN().TUN(), binds[0], device.NewLogger(device.LogLevelSilent, ""))
-	defer dev.Close()
-	priv, _ := keys.Generate(nil)
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "private_key=%s\n", priv.Hex())
-	for i := range peers {
-		k, _ := keys.Generate(nil)
-		fmt.Fprintf(&cfg, "public_key=%s\nallowed_ip=10.%d.%d.%d/32\n", k.Public().Hex(), 100+i>>16, (i>>8)&255, i&255)
-	}
-	if err := dev.IpcSet(cfg.String()); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		s, err := dev.IpcGet()
-		if err != nil {
-			b.Fatal(err)
-		}
-		m := make(map[string]int, peers)
-		for line := range strings.Lines(s) {
-			if k, v, ok := strings.Cut(line, "="); ok && k == "public_key" {
-				m[v] = len(m)
-			}
-		}
-		if len(m) != peers {
-			b.Fatalf("%d peers in the dump", len(m))
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/dump")
-}
-
 // observedNode is metricsTestNode with observability over a fake device
 // dump and an in-memory ring.
-func observedNode(t *testing.T) (*Node, []members.Member, map[keys.Key]tunnel.PeerStats, *time.Time) {
+func observedNode(t *testing.T) (*Node, []members.Member, map[keys.Key]dataplane.PeerStats, *time.Time) {
 	t.Helper()
 	n, ms := metricsTestNode(t, 3)
 	now := time.Unix(1_700_000_000, 0)
 	n.now = func() time.Time { return now }
-	for _, m := range ms {
-		n.schedUpsert(m)
+	if err := n.plane.Add(ms); err != nil {
+		t.Fatal(err)
 	}
-	peers := map[keys.Key]tunnel.PeerStats{}
+	peers := map[keys.Key]dataplane.PeerStats{}
 	o := n.newObservability(time.Second)
-	o.table = metrics.NewTable(memberSource{n, func() (map[keys.Key]tunnel.PeerStats, error) { return peers, nil }},
+	o.table = metrics.NewTable(memberSource{n, func() (map[keys.Key]dataplane.PeerStats, error) { return peers, nil }},
 		metrics.TableOptions{Now: n.now, SojournBounds: sojournBounds()})
 	o.ring = report.NewMemoryRing(100)
 	o.sampler = report.NewSampler(o.ring, n.reading, nil)
@@ -271,9 +217,9 @@ func TestBackendLoadTopSamples(t *testing.T) {
 	n.obs.sampler.Sample(*now)
 	// Two seconds later alice downloaded 2 MB, bob 200 kB; carol is idle.
 	*now = now.Add(2 * time.Second)
-	peers[ms[0].PublicKey] = tunnel.PeerStats{PublicKey: ms[0].PublicKey, TxBytes: 2_000_000, RxBytes: 50_000, LastHandshake: *now}
-	peers[ms[1].PublicKey] = tunnel.PeerStats{PublicKey: ms[1].PublicKey, TxBytes: 200_000, RxBytes: 9_000, LastHandshake: *now}
-	peers[ms[2].PublicKey] = tunnel.PeerStats{PublicKey: ms[2].PublicKey, LastHandshake: *now}
+	peers[ms[0].PublicKey] = dataplane.PeerStats{PublicKey: ms[0].PublicKey, TxBytes: 2_000_000, RxBytes: 50_000, LastHandshake: *now}
+	peers[ms[1].PublicKey] = dataplane.PeerStats{PublicKey: ms[1].PublicKey, TxBytes: 200_000, RxBytes: 9_000, LastHandshake: *now}
+	peers[ms[2].PublicKey] = dataplane.PeerStats{PublicKey: ms[2].PublicKey, LastHandshake: *now}
 	s := n.obs.sampler.Sample(*now)
 	if s.BytesOut != 2_200_000 || s.BytesIn != 59_000 || s.Configured != 3 || s.IntervalMs != 2000 || s.MemberSlots != 65533 {
 		t.Fatalf("sample %+v", s)
@@ -322,8 +268,8 @@ func TestBackendLoadTopSamples(t *testing.T) {
 
 func TestStartMetricsServesAndStops(t *testing.T) {
 	n, _, _, _ := observedNode(t)
-	n.cfg.StateDir = t.TempDir()
-	n.cfg.Metrics.Listen = "127.0.0.1:0"
+	n.config().StateDir = t.TempDir()
+	n.config().Metrics.Listen = "127.0.0.1:0"
 	stop, err := n.startMetrics()
 	if err != nil {
 		t.Fatal(err)
@@ -333,12 +279,12 @@ func TestStartMetricsServesAndStops(t *testing.T) {
 	}
 	n.obs.ring.Append(report.Sample{TimeMs: 1})
 	stop()
-	got, err := report.ReadRingFile(filepath.Join(n.cfg.StateDir, ringFile))
+	got, err := report.ReadRingFile(filepath.Join(n.config().StateDir, ringFile))
 	if err != nil || len(got) != 1 {
 		t.Fatalf("ring after stop: %v %v", got, err)
 	}
 	// An explicit address that is taken fails the start.
-	n.cfg.Metrics.Listen = "256.0.0.1:1"
+	n.config().Metrics.Listen = "256.0.0.1:1"
 	if _, err := n.startMetrics(); err == nil || !strings.Contains(err.Error(), "metrics: listen") {
 		t.Fatalf("bad explicit listen: %v", err)
 	}

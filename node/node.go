@@ -9,7 +9,8 @@
 //	reload: RELOADING → re-read config and members → READY
 //	stop:   STOPPING → control → device → nft table → member conntrack
 //
-// node may import every exitd package; nothing imports node but cmd/exitd.
+// node may import every exitd package but sched and tunnel, which meet only
+// in dataplane; nothing imports node but cmd/exitd.
 package node
 
 import (
@@ -28,13 +29,12 @@ import (
 
 	"exitd/config"
 	"exitd/control"
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/nat"
-	"exitd/sched"
 	"exitd/service"
 	"exitd/tuning"
-	"exitd/tunnel"
 )
 
 // Notifier tells the service manager about state changes ("READY=1",
@@ -73,28 +73,25 @@ type Node struct {
 	started time.Time
 	loadCfg func() (*config.Config, error)
 
-	// mu guards cfg and serialises member changes so registry and device
-	// agree.
+	// cfg is the running config, an immutable snapshot swapped by Reload;
+	// readers never lock.
+	cfg atomic.Pointer[config.Config]
+	// mu serialises member changes and reloads so registry, device and
+	// nftables agree.
 	mu   sync.Mutex
-	cfg  *config.Config
 	priv keys.Key
 
 	reg    *members.Registry
 	nat    *nat.Manager
-	tun    *tunnel.Tunnel
+	plane  *dataplane.Plane
 	ctl    *control.Server
-	sched  *sched.Device
 	kernel *tuning.Monitor
-	stats  peerSampler // backend.go: cached peer dumps and rates
 
 	obs         *observability // metrics.go; nil before the metrics step
 	sampleEvery time.Duration
 
-	// systemd.go
-	svc           Service
-	handover      atomic.Bool // TUN and UDP are in the fd store: stop leaves the data path
-	health        *service.Health
-	lastEndpoints map[keys.Key]netip.AddrPort // routineService's, after start
+	svc    Service         // service.go
+	health *service.Health // watchdog's view of the data path
 }
 
 type nopNotifier struct{}
@@ -105,9 +102,10 @@ func (nopNotifier) Notify(string) error { return nil }
 func New(opts Options) *Node {
 	n := &Node{
 		log: opts.Logger, version: opts.Version, notify: opts.Notify,
-		rand: opts.Rand, now: opts.Now, cfg: opts.Config, loadCfg: opts.LoadConfig,
+		rand: opts.Rand, now: opts.Now, loadCfg: opts.LoadConfig,
 		svc: opts.Service, sampleEvery: opts.SampleInterval,
 	}
+	n.cfg.Store(opts.Config)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +117,9 @@ func New(opts Options) *Node {
 	}
 	return n
 }
+
+// config is the running config.
+func (n *Node) config() *config.Config { return n.cfg.Load() }
 
 // Run starts the node, serves until ctx ends, then stops it. Start errors
 // are returned after everything already started has been undone.
@@ -139,9 +140,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"kernel", n.startKernel},
 		{"state", n.startState},
 		{"nat", n.startNAT},
-		{"tunnel", n.startTunnel},
-		{"peers", n.startPeers},
-		{"handover", n.startHandover},
+		{"dataplane", n.startPlane},
 		{"metrics", n.startMetrics}, // before control: the API serves its figures
 		{"control", n.startControl},
 	}
@@ -159,7 +158,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 	var wg sync.WaitGroup
 	n.startBackground(bg, &wg)
 	n.notify.Notify("READY=1\nSTATUS=" + n.statusLine())
-	n.log.Info("exitd ready", "tunnel", n.cfg.Tunnel.Name, "port", n.cfg.Listen.Port,
+	n.log.Info("exitd ready", "tunnel", n.config().Tunnel.Name, "port", n.config().Listen.Port,
 		"public_key", n.priv.Public().String(), "members", n.reg.Len())
 
 	for done := false; !done; {
@@ -183,7 +182,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 }
 
 func (n *Node) startState() (func(), error) {
-	c := n.cfg
+	c := n.config()
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", c.StateDir, err)
 	}
@@ -231,7 +230,7 @@ func (n *Node) startNAT() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.Apply(natConfig(n.cfg)); err != nil {
+	if err := m.Apply(natConfig(n.config())); err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("%w (exitd needs CAP_NET_ADMIN to program nftables)", err)
 		}
@@ -239,7 +238,7 @@ func (n *Node) startNAT() (func(), error) {
 	}
 	n.nat = m
 	return func() {
-		if n.handingOver() {
+		if n.plane != nil && n.plane.HandingOver() {
 			n.log.Info("leaving the nftables table and member conntrack to the next exitd (exitd cleanup removes them if none starts)")
 			return
 		}
@@ -250,33 +249,61 @@ func (n *Node) startNAT() (func(), error) {
 	}, nil
 }
 
-func (n *Node) startTunnel() (func(), error) {
-	c := n.cfg
+// schedConfig maps the daemon config onto the scheduler's.
+func schedConfig(c *config.Config) dataplane.SchedConfig {
+	return dataplane.SchedConfig{
+		Discipline: c.Scheduler.Discipline,
+		EgressRate: c.Scheduler.Egress, IngressRate: c.Scheduler.Ingress,
+		LimitBytes: c.Scheduler.ByteLimit, LimitPackets: c.Scheduler.PacketLimit,
+	}
+}
+
+// planeConfig maps the daemon config onto the data plane's.
+func planeConfig(c *config.Config, priv keys.Key) dataplane.Config {
 	var addrs []netip.Prefix
-	if c.Tunnel.Prefix4.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway4(), c.Tunnel.Prefix4.Bits()))
+	if p := c.Tunnel.Prefix4; p.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway4(), p.Bits()))
 	}
-	if c.Tunnel.Prefix6.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway6(), c.Tunnel.Prefix6.Bits()))
+	if p := c.Tunnel.Prefix6; p.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway6(), p.Bits()))
 	}
-	o := tunnel.Options{
-		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port,
-		PrivateKey: n.priv, Addrs: addrs, Logger: n.log,
-		WrapTUN: n.healthWrapTUN, WrapBind: n.healthWrapBind,
+	return dataplane.Config{
+		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port, PrivateKey: priv, Addrs: addrs,
+		Sched: schedConfig(c), EndpointsPath: filepath.Join(c.StateDir, endpointsFile),
 	}
-	n.adoptFiles(&o)
-	t, err := tunnel.Open(o)
+}
+
+// endpointsFile (in state_dir) holds members' last endpoints for rejoin.
+const endpointsFile = "endpoints.json"
+
+// startPlane opens the data path, puts the registry's enabled members into
+// it (the reconcile at start) and rejoins them at their last endpoints.
+func (n *Node) startPlane() (func(), error) {
+	n.setupHealth()
+	var store dataplane.FileStore
+	if n.svc != nil {
+		store = n.svc
+	}
+	p, err := dataplane.Open(planeConfig(n.config(), n.priv), dataplane.Options{
+		Logger: n.log, Now: n.now, Store: store, Health: n.health,
+	})
 	if err != nil {
 		return nil, err
 	}
-	n.tun = t
-	return func() { t.Close() }, nil
+	ms := n.reg.List()
+	if err := p.Sync(ms); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Rejoin(ms)
+	n.plane = p
+	return func() { p.Close() }, nil
 }
 
 func (n *Node) startControl() (func(), error) {
 	s, err := control.Listen(control.ServerOptions{
-		Path: n.cfg.Control.Socket, Backend: backend{n}, Logger: n.log,
-		Allow: allowPeers(n.cfg.Control.Group), Group: lookupGroup(n.cfg.Control.Group),
+		Path: n.config().Control.Socket, Backend: backend{n}, Logger: n.log,
+		Allow: allowPeers(n.config().Control.Group), Group: lookupGroup(n.config().Control.Group),
 	})
 	if err != nil {
 		return nil, err

@@ -8,8 +8,6 @@ import (
 
 	"exitd/config"
 	"exitd/control"
-	"exitd/keys"
-	"exitd/members"
 	"exitd/nat"
 	"exitd/tuning"
 )
@@ -85,18 +83,6 @@ func TestRestartOnly(t *testing.T) {
 	}
 	if !natChanged(base, mustConfig(t, "[filter]\nmember_isolation = false\n")) {
 		t.Fatal("isolation change not detected")
-	}
-}
-
-func TestPeerOf(t *testing.T) {
-	k, _ := keys.Generate(nil)
-	m := members.Member{PublicKey: k.Public(), IPv4: netip.MustParseAddr("10.99.0.7"), IPv6: netip.MustParseAddr("fd00:99::7")}
-	p := peerOf(m)
-	if p.PublicKey != m.PublicKey || len(p.Allowed) != 2 || p.Allowed[0].String() != "10.99.0.7/32" || p.Allowed[1].String() != "fd00:99::7/128" {
-		t.Fatalf("%+v", p)
-	}
-	if got := memberAddrs(members.Member{IPv6: m.IPv6}); len(got) != 1 {
-		t.Fatalf("%v", got)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // checkWAN refuses to start when the WAN interface does not exist: the
 // ruleset matches it by name and would silently forward nothing.
 func (n *Node) checkWAN() (func(), error) {
-	name := n.cfg.WAN.Interface
+	name := n.config().WAN.Interface
 	if _, err := netlink.LinkByName(name); err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {

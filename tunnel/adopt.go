@@ -654,7 +654,10 @@ func (t *Tunnel) Handover() map[string]syscall.Conn {
 	if f := t.raw.File(); f != nil {
 		out[HandoverTUN] = f
 	}
-	v4, v6 := t.bind.Sockets()
+	if t.ub == nil {
+		return out
+	}
+	v4, v6 := t.ub.Sockets()
 	if v4 != nil {
 		out[HandoverUDP4] = v4
 	}

@@ -413,7 +413,7 @@ func TestHandoverAdoptsTUNAndSocket(t *testing.T) {
 	if err != nil || after.Attrs().Index != before.Attrs().Index {
 		t.Fatalf("successor made a new TUN: %v", err)
 	}
-	v4, v6 := b.bind.Sockets()
+	v4, v6 := b.ub.Sockets()
 	if v4 == nil || v6 == nil || v4.LocalAddr().(*net.UDPAddr).Port != 51910 {
 		t.Fatalf("successor sockets %v %v", v4, v6)
 	}

@@ -3,12 +3,13 @@
 // that makes `wg show <tun>` work, the netlink configuration of the TUN
 // (addresses, MTU, up) and the peer set synced from the member registry.
 //
-// Packet path (see ARCHITECTURE.md):
+// Two phases, so the caller can wrap the devices without callbacks:
 //
-//	TUN --(WrapTUN, e.g. the scheduler)--> wireguard-go --(WrapBind)--> UDP
+//	OpenLink: TUN (created or adopted) + UDP sockets, link configured
+//	Start:    wireguard-go on the (wrapped) TUN and bind, key, port, up, UAPI
 //
 // It imports wireguard-go, netlink and exitd/keys; it knows nothing of the
-// registry, nat or the scheduler, which the daemon injects through Options.
+// registry, nat or the scheduler (dataplane puts those together).
 package tunnel
 
 import (
@@ -31,7 +32,7 @@ import (
 	"exitd/keys"
 )
 
-// Options configure Open.
+// Options configure OpenLink (and Open).
 type Options struct {
 	Name       string         // TUN name, e.g. "exit0"
 	MTU        int            // inner MTU
@@ -40,40 +41,44 @@ type Options struct {
 	Addrs      []netip.Prefix // gateway addresses with the member prefix length
 	Logger     *slog.Logger
 
-	// WrapTUN and WrapBind let the daemon put the scheduler between the
-	// real devices and wireguard-go. Nil means no wrapper.
-	WrapTUN  func(tun.Device) (tun.Device, error)
-	WrapBind func(conn.Bind) conn.Bind
 	// NoUAPI skips the /var/run/wireguard socket (unit tests).
 	NoUAPI bool
 
 	// TUN and UDP are a previous process's TUN and UDP sockets (systemd's
-	// fd store, see adopt.go), adopted instead of created; Open takes
+	// fd store, see adopt.go), adopted instead of created; OpenLink takes
 	// ownership. Unusable ones are closed and logged, and fresh ones made.
 	TUN *os.File
 	UDP []*os.File
+
+	// Device and Bind, when both set, replace the TUN and the UDP socket
+	// (test doubles such as tuntest.ChannelTUN and bindtest.ChannelBind):
+	// no link is created or configured and nothing can be handed over.
+	Device tun.Device
+	Bind   conn.Bind
 }
 
-// Tunnel is a running WireGuard endpoint.
-type Tunnel struct {
+// Link is the TUN and the UDP sockets, opened or adopted and configured,
+// before wireguard-go runs on them. The caller wraps TUN() and Bind() as
+// it likes (the scheduler, health stages) and passes the wrapped pair to
+// Start; Start takes ownership.
+type Link struct {
 	log  *slog.Logger
-	name string
-	dev  *device.Device
-	uapi net.Listener
-	raw  tun.Device // the TUN itself, under any WrapTUN
-	bind *udpBind   // owns the UDP sockets for the Tunnel's life
-
-	closeOnce sync.Once
-	closeErr  error
-	uapiDone  chan struct{}
+	opts Options
+	raw  tun.Device // the TUN itself
+	bind conn.Bind  // ub, or the injected Bind
+	ub   *udpBind   // nil with an injected Bind
 }
 
-// Open creates the TUN, configures it, starts the wireguard-go device on the
-// UDP port and opens the UAPI socket. On error everything it made is removed.
-func Open(opts Options) (t *Tunnel, err error) {
+// OpenLink creates (or adopts) the TUN, configures its addresses and MTU
+// and brings it up, and adopts (or prepares) the UDP sockets. On error
+// everything it made is removed.
+func OpenLink(opts Options) (l *Link, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Device != nil && opts.Bind != nil {
+		return &Link{log: log, opts: opts, raw: opts.Device, bind: opts.Bind}, nil
 	}
 	raw, adopted, adoptErr, err := openTUN(opts)
 	if adoptErr != nil {
@@ -93,37 +98,65 @@ func Open(opts Options) (t *Tunnel, err error) {
 		log.Info("tunnel: adopted the previous process's devices", "tun", adopted, "udp4", v4 != nil, "udp6", v6 != nil)
 	}
 	ub := newUDPBind(v4, v6, opts.Port)
-	defer func() {
-		if err != nil {
-			ub.release()
-		}
-	}()
-	var td tun.Device = raw
-	defer func() {
-		if err != nil && td != nil {
-			td.Close()
-		}
-	}()
 	if err := configureLink(opts.Name, opts.MTU, opts.Addrs); err != nil {
+		ub.release()
+		raw.Close()
 		return nil, err
 	}
-	if opts.WrapTUN != nil {
-		w, err := opts.WrapTUN(raw)
-		if err != nil {
-			return nil, fmt.Errorf("tunnel: wrap TUN: %w", err)
-		}
-		td = w
+	return &Link{log: log, opts: opts, raw: raw, bind: ub, ub: ub}, nil
+}
+
+// TUN is the TUN device itself.
+func (l *Link) TUN() tun.Device { return l.raw }
+
+// Bind is the members' UDP side.
+func (l *Link) Bind() conn.Bind { return l.bind }
+
+// Close removes what OpenLink made; only for a Link that was never started.
+func (l *Link) Close() {
+	if l.ub != nil {
+		l.ub.release()
 	}
-	var bind conn.Bind = ub
-	if opts.WrapBind != nil {
-		bind = opts.WrapBind(bind)
+	l.raw.Close()
+}
+
+// Open is OpenLink followed by Start with no wrappers.
+func Open(opts Options) (*Tunnel, error) {
+	l, err := OpenLink(opts)
+	if err != nil {
+		return nil, err
 	}
-	dev := device.NewDevice(td, bind, wgLogger(log))
-	td = nil // owned by dev now
-	t = &Tunnel{log: log, name: opts.Name, dev: dev, raw: raw, bind: ub, uapiDone: make(chan struct{})}
+	return l.Start(l.TUN(), l.Bind())
+}
+
+// Tunnel is a running WireGuard endpoint.
+type Tunnel struct {
+	log  *slog.Logger
+	name string
+	dev  *device.Device
+	uapi net.Listener
+	raw  tun.Device // the TUN itself, under any wrapper
+	ub   *udpBind   // owns the UDP sockets for the Tunnel's life; nil with an injected Bind
+
+	closeOnce sync.Once
+	closeErr  error
+	uapiDone  chan struct{}
+}
+
+// Start runs wireguard-go on td (the Link's TUN, possibly wrapped) and
+// bind (the Link's Bind, possibly wrapped), sets the node's key and port,
+// brings the device up and opens the UAPI socket. It takes ownership of
+// td, bind and the Link: on error all of them are closed.
+func (l *Link) Start(td tun.Device, bind conn.Bind) (t *Tunnel, err error) {
+	opts := l.opts
+	dev := device.NewDevice(td, bind, wgLogger(l.log))
+	t = &Tunnel{log: l.log, name: opts.Name, dev: dev, raw: l.raw, ub: l.ub, uapiDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			dev.Close()
+			if l.ub != nil {
+				l.ub.release()
+			}
 		}
 	}()
 	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", opts.PrivateKey.Hex(), opts.Port)
@@ -207,7 +240,9 @@ func (t *Tunnel) Close() error {
 		}
 		t.dev.Close()
 		<-t.uapiDone
-		t.closeErr = t.bind.release()
+		if t.ub != nil {
+			t.closeErr = t.ub.release()
+		}
 	})
 	return t.closeErr
 }

@@ -348,7 +348,7 @@ func state(m control.Member, now time.Time) string {
 	switch {
 	case m.Disabled:
 		return "disabled"
-	case !m.LastHandshake.IsZero() && now.Sub(m.LastHandshake) < control.ConnectedWithin:
+	case control.Connected(m.LastHandshake, now):
 		return "connected"
 	}
 	return "idle"

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,13 +98,7 @@ func cleanup(cfg *config.Config, out io.Writer) error {
 			errs = append(errs, err)
 		}
 	}
-	var ps []netip.Prefix
-	for _, p := range []netip.Prefix{cfg.Tunnel.Prefix4, cfg.Tunnel.Prefix6} {
-		if p.IsValid() {
-			ps = append(ps, p)
-		}
-	}
-	if len(ps) > 0 {
+	if ps := cfg.Tunnel.Prefixes(); len(ps) > 0 {
 		if n, err := nat.FlushConntrack(0, ps...); err != nil {
 			errs = append(errs, err)
 		} else {

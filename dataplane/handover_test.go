@@ -1,8 +1,7 @@
-package node
+package dataplane
 
 import (
 	"errors"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,7 +30,7 @@ func key(t *testing.T) keys.Key {
 }
 
 func TestEndpointsRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), endpointsFile)
+	path := filepath.Join(t.TempDir(), "endpoints.json")
 	if eps, err := loadEndpoints(path); err != nil || eps != nil {
 		t.Fatalf("missing file: %v %v", eps, err)
 	}
@@ -81,41 +80,6 @@ func TestLoadEndpointsBadInput(t *testing.T) {
 				t.Fatalf("got %v, %v", got, err)
 			}
 		})
-	}
-}
-
-func TestRates(t *testing.T) {
-	var r rates
-	t0 := time.Unix(100, 0)
-	r.update(t0, 1000, 5000)
-	if r.up != 0 || r.down != 0 {
-		t.Fatal("first sample must only set the baseline")
-	}
-	r.update(t0.Add(2*time.Second), 1000+250_000, 5000+2_500_000)
-	if r.up != 1e6 || r.down != 1e7 {
-		t.Fatalf("up %v down %v, want 1 Mbit/s and 10 Mbit/s", r.up, r.down)
-	}
-	r.update(t0.Add(3*time.Second), 0, 0) // counters reset (device restarted): keep last rates
-	if r.up != 1e6 {
-		t.Fatalf("reset counters changed the rate to %v", r.up)
-	}
-	for _, tc := range []struct {
-		bps  float64
-		want string
-	}{{0, "0 bit/s"}, {999, "999 bit/s"}, {1500, "1.5 kbit/s"}, {94.1e6, "94.1 Mbit/s"}, {2.5e9, "2.50 Gbit/s"}} {
-		if got := formatRate(tc.bps); got != tc.want {
-			t.Errorf("formatRate(%v) = %q, want %q", tc.bps, got, tc.want)
-		}
-	}
-}
-
-func TestHealthLimit(t *testing.T) {
-	for _, tc := range []struct{ wd, want time.Duration }{
-		{0, time.Second}, {3 * time.Second, time.Second}, {30 * time.Second, 10 * time.Second}, {time.Hour, 10 * time.Second}, {9 * time.Second, 3 * time.Second},
-	} {
-		if got := healthLimit(tc.wd); got != tc.want {
-			t.Errorf("healthLimit(%v) = %v, want %v", tc.wd, got, tc.want)
-		}
 	}
 }
 
@@ -315,16 +279,16 @@ func devNull(t *testing.T, name string) *os.File {
 	return os.NewFile(f.Fd(), name)
 }
 
-func TestAdoptFiles(t *testing.T) {
+func TestTakeFiles(t *testing.T) {
 	extra := devNull(t, "tun")
 	svc := &fakeService{files: map[string][]*os.File{
 		tunnel.HandoverTUN:  {devNull(t, "tun"), extra},
 		tunnel.HandoverUDP4: {devNull(t, "udp4")},
 		tunnel.HandoverUDP6: {devNull(t, "udp6")},
 	}}
-	n := New(Options{Service: svc})
+	p := &Plane{store: svc}
 	var o tunnel.Options
-	n.adoptFiles(&o)
+	p.takeFiles(&o)
 	if o.TUN == nil || len(o.UDP) != 2 || o.UDP[0].Name() != "udp4" || o.UDP[1].Name() != "udp6" {
 		t.Fatalf("options %+v", o)
 	}
@@ -333,17 +297,8 @@ func TestAdoptFiles(t *testing.T) {
 	}
 	// Without a service manager nothing is adopted.
 	var none tunnel.Options
-	New(Options{}).adoptFiles(&none)
+	(&Plane{}).takeFiles(&none)
 	if none.TUN != nil || none.UDP != nil {
 		t.Fatal("adopted without a service")
-	}
-}
-
-func TestServiceInterface(t *testing.T) {
-	var _ Service = (*fakeService)(nil)
-	var _ Notifier = (*service.Manager)(nil)
-	n := New(Options{Logger: slog.New(slog.DiscardHandler)})
-	if n.handingOver() {
-		t.Fatal("a fresh node hands over")
 	}
 }

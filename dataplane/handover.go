@@ -1,0 +1,217 @@
+package dataplane
+
+/* The fd hand-over and the rejoin (the unit is packaging/exitd.service):
+
+   Open:    take the TUN and UDP sockets the previous process left in the
+            fd store → tunnel adopts them → store the current ones
+   Rejoin:  point peers at their persisted endpoints and start handshakes
+   running: PersistEndpoints when members' endpoints changed
+   Close:   with the files stored, the TUN survives in the store for the
+            successor; `exitd cleanup` removes it when none follows.
+*/
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"exitd/keys"
+	"exitd/members"
+	"exitd/service"
+	"exitd/tunnel"
+)
+
+var _ FileStore = (*service.Manager)(nil)
+
+// takeFiles puts the previous process's TUN and UDP sockets into o.
+func (p *Plane) takeFiles(o *tunnel.Options) {
+	if p.store == nil || o.Device != nil {
+		return
+	}
+	if fs := p.store.TakeFiles(tunnel.HandoverTUN); len(fs) > 0 {
+		o.TUN = fs[0]
+		for _, f := range fs[1:] {
+			f.Close()
+		}
+	}
+	o.UDP = append(p.store.TakeFiles(tunnel.HandoverUDP4), p.store.TakeFiles(tunnel.HandoverUDP6)...)
+}
+
+// storeFiles puts the TUN and UDP sockets into the fd store. Only when all
+// of them are stored does the plane hand over at stop.
+func (p *Plane) storeFiles() {
+	if p.store == nil {
+		return
+	}
+	files := p.tun.Handover()
+	if len(files) == 0 {
+		return
+	}
+	var errs []error
+	for name, c := range files {
+		if err := p.store.StoreFile(name, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	switch {
+	case err == nil:
+		p.handover.Store(true)
+		p.log.Info("TUN and UDP sockets are in systemd's fd store; a restart keeps members connected")
+	case errors.Is(err, service.ErrNoManager):
+	default:
+		p.log.Warn("fd store refused the TUN or UDP socket; a restart will drop sessions (FileDescriptorStoreMax?)", "err", err)
+	}
+}
+
+// endpointState is the endpoints file.
+type endpointState struct {
+	Endpoints map[string]string `json:"endpoints"` // public key (base64) → ip:port
+}
+
+// loadEndpoints reads the persisted endpoints; a missing file is empty.
+func loadEndpoints(path string) (map[keys.Key]netip.AddrPort, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: endpoints: %w", err)
+	}
+	var st endpointState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("dataplane: endpoints %s: %w", path, err)
+	}
+	out := make(map[keys.Key]netip.AddrPort, len(st.Endpoints))
+	for k, v := range st.Endpoints {
+		key, kerr := keys.Parse(k)
+		ap, aerr := netip.ParseAddrPort(v)
+		if kerr != nil || aerr != nil {
+			continue // one bad entry must not cost the others
+		}
+		out[key] = ap
+	}
+	return out, nil
+}
+
+// saveEndpoints writes eps atomically (temp file, fsync, rename, fsync of
+// the directory), mode 0600.
+func saveEndpoints(path string, eps map[keys.Key]netip.AddrPort) error {
+	st := endpointState{Endpoints: make(map[string]string, len(eps))}
+	for k, v := range eps {
+		st.Endpoints[k.String()] = v.String()
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(path, data, 0o600); err != nil {
+		return fmt.Errorf("dataplane: endpoints: %w", err)
+	}
+	return nil
+}
+
+// writeFileSync replaces path with data durably: a crash leaves the old
+// file or the new one, never a torn or missing one.
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// currentEndpoints are the endpoints the device knows now.
+func (p *Plane) currentEndpoints() map[keys.Key]netip.AddrPort {
+	out := map[keys.Key]netip.AddrPort{}
+	for k, s := range p.Sample().Cur {
+		if ap, err := netip.ParseAddrPort(s.Endpoint); err == nil {
+			out[k] = ap
+		}
+	}
+	return out
+}
+
+// Rejoin starts handshakes to the last known endpoints of the enabled
+// members in ms. Problems are logged: members then reconnect on their own
+// timers.
+func (p *Plane) Rejoin(ms []members.Member) {
+	if p.cfg.EndpointsPath == "" {
+		return
+	}
+	eps, err := loadEndpoints(p.cfg.EndpointsPath)
+	if err != nil {
+		p.log.Warn("cannot read members' last endpoints; they reconnect on their own timers", "err", err)
+		return
+	}
+	want := map[keys.Key]netip.AddrPort{}
+	for _, m := range ms {
+		if ep, ok := eps[m.PublicKey]; ok && !m.Disabled {
+			want[m.PublicKey] = ep
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	if err := p.tun.Rejoin(want); err != nil {
+		p.log.Warn("rejoin: some members skipped", "err", err)
+	}
+	p.epMu.Lock()
+	p.lastEndpoints = want
+	p.epMu.Unlock()
+	p.log.Info("started handshakes to members' last endpoints", "members", len(want))
+}
+
+// PersistEndpoints saves members' endpoints when they changed since the
+// last save; known reports whether a key is still a member (removed
+// members are forgotten).
+func (p *Plane) PersistEndpoints(known func(keys.Key) bool) {
+	if p.cfg.EndpointsPath == "" {
+		return
+	}
+	eps := p.currentEndpoints()
+	p.epMu.Lock()
+	defer p.epMu.Unlock()
+	merged := maps.Clone(p.lastEndpoints)
+	if merged == nil {
+		merged = map[keys.Key]netip.AddrPort{}
+	}
+	maps.Copy(merged, eps) // members not seen since start keep their old endpoint
+	for k := range merged {
+		if !known(k) {
+			delete(merged, k)
+		}
+	}
+	if maps.Equal(merged, p.lastEndpoints) {
+		return
+	}
+	if err := saveEndpoints(p.cfg.EndpointsPath, merged); err != nil {
+		p.log.Warn("cannot persist members' endpoints", "err", err)
+		return
+	}
+	p.lastEndpoints = merged
+}
