@@ -24,8 +24,13 @@ deps:
 	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	   wireguard-go wireguard-tools nftables iproute2 iperf3 curl iputils-ping ethtool >/dev/null)
 
+# The packages that reconfigure during traffic run a second time under the
+# race detector.
+RACE_PKGS := ./node/ ./dataplane/ ./sched/ ./control/ ./socks/ ./dns/
+
 test: build
 	EXITD_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 80m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 
 test-short:
 	$(GO) test -short ./...

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,14 @@ func testPlane(t testing.TB, cfg *config.Config, priv keys.Key, now func() time.
 // devices: what the control backend drives.
 func testNode(t testing.TB, quarantine time.Duration) *Node {
 	t.Helper()
+	n, _ := testNodeClock(t, quarantine)
+	return n
+}
+
+// testNodeClock is testNode with the clock node and plane share: real
+// time until the test sets it.
+func testNodeClock(t testing.TB, quarantine time.Duration) (*Node, *manualClock) {
+	t.Helper()
 	priv, err := keys.Generate(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +58,8 @@ func testNode(t testing.TB, quarantine time.Duration) *Node {
 		t.Fatal(err)
 	}
 	cfg.StateDir = t.TempDir()
-	n := New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	clock := &manualClock{}
+	n := New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Now: clock.now})
 	n.priv = priv
 	reg, err := members.Open(filepath.Join(t.TempDir(), "members.db"), members.Options{
 		Prefix4: cfg.Tunnel.Prefix4, Prefix6: cfg.Tunnel.Prefix6, Quarantine: quarantine,
@@ -59,8 +69,36 @@ func testNode(t testing.TB, quarantine time.Duration) *Node {
 	}
 	t.Cleanup(func() { reg.Close() })
 	n.reg = reg
-	n.plane = testPlane(t, cfg, priv, func() time.Time { return n.now() }) // the test may set n.now later
-	return n
+	n.plane = testPlane(t, cfg, priv, clock.now)
+	return n, clock
+}
+
+// manualClock is a clock tests move by hand, real time until set; safe
+// for concurrent readers (the scheduler reads it).
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
+
+func (c *manualClock) set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func (c *manualClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // devicePeers is the set of public keys in the device.
@@ -243,9 +281,8 @@ func TestReconcileAtStart(t *testing.T) {
 }
 
 func TestBackendListQueryAndStatsCache(t *testing.T) {
-	n := testNode(t, time.Hour)
-	clock := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
-	n.now = func() time.Time { return clock }
+	n, clock := testNodeClock(t, time.Hour)
+	clock.set(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC))
 	b := backend{n}
 	ctx := context.Background()
 	var reqs []control.AddMemberRequest
@@ -271,7 +308,7 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 	if s := n.plane.Sample(); len(s.Cur) != 30 {
 		t.Fatalf("dump not shared: %d peers", len(s.Cur))
 	}
-	clock = clock.Add(100 * time.Millisecond) // dataplane's statsMaxAge
+	clock.add(100 * time.Millisecond) // dataplane's statsMaxAge
 	s := n.plane.Sample()
 	if len(s.Cur) != 31 {
 		t.Fatalf("dump not refreshed: %d peers", len(s.Cur))
@@ -290,7 +327,7 @@ func TestBackendListQueryAndStatsCache(t *testing.T) {
 		{200 * time.Millisecond, 1100 * time.Millisecond},
 	}
 	for i, st := range steps {
-		clock = clock.Add(st.advance)
+		clock.add(st.advance)
 		s := n.plane.Sample()
 		if got := s.At.Sub(s.PrevAt); got != st.prevAge {
 			t.Fatalf("step %d: rate window %v, want %v", i, got, st.prevAge)

@@ -94,16 +94,15 @@ type step struct {
 
 // reloadSteps are the changes from old to cfg, in order.
 func (n *Node) reloadSteps(old, cfg *config.Config) []step {
-	var steps []step
+	steps := []step{{"scheduler",
+		func() error { return n.plane.SetSchedConfig(schedConfig(cfg)) },
+		func() error { return n.plane.SetSchedConfig(schedConfig(old)) }}}
 	if natChanged(old, cfg) {
 		steps = append(steps, step{"nftables",
 			func() error { return n.nat.Apply(natConfig(cfg)) },
 			func() error { return n.nat.Apply(natConfig(old)) }})
 	}
 	steps = append(steps,
-		step{"scheduler",
-			func() error { return n.plane.SetSchedConfig(schedConfig(cfg)) },
-			func() error { return n.plane.SetSchedConfig(schedConfig(old)) }},
 		step{"config",
 			func() error { n.cfg.Store(cfg); return nil },
 			func() error { n.cfg.Store(old); return nil }},

@@ -127,7 +127,7 @@ func metricsTestNode(t *testing.T, nMembers int) (*Node, []members.Member) {
 	}
 	n := New(Options{Config: cfg})
 	priv, _ := keys.Generate(nil)
-	n.reg, n.plane = reg, testPlane(t, cfg, priv, func() time.Time { return n.now() })
+	n.reg, n.plane = reg, testPlane(t, cfg, priv, nil)
 	return n, ms
 }
 

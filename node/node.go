@@ -3,7 +3,7 @@
 // member registry, control socket) in order, wires them, runs until told to
 // stop, reloads on request and tears everything down in reverse.
 //
-// Lifecycle (ARCHITECTURE.md):
+// Lifecycle (docs/architecture.md):
 //
 //	start:  config → kernel profile → nft table → TUN + UDP → peers → control → READY
 //	reload: RELOADING → re-read config and members → READY
@@ -82,7 +82,7 @@ type Node struct {
 	priv keys.Key
 
 	reg    *members.Registry
-	nat    *nat.Manager
+	nat    natTable
 	plane  *dataplane.Plane
 	ctl    *control.Server
 	kernel *tuning.Monitor
@@ -93,6 +93,21 @@ type Node struct {
 	svc    Service         // service.go
 	health *service.Health // watchdog's view of the data path
 }
+
+// natTable is exitd's nftables table as the node drives it; *nat.Manager
+// implements it (tests inject failures).
+type natTable interface {
+	// Apply replaces the table with the ruleset for c, atomically.
+	Apply(c nat.Config) error
+	// Present reports whether the table exists.
+	Present() (bool, error)
+	// Counters are the ruleset's named drop counters.
+	Counters() (map[string]nat.Counter, error)
+	// Watch restores the table when someone deletes it, until ctx ends.
+	Watch(ctx context.Context, onEvent func(error)) error
+}
+
+var _ natTable = (*nat.Manager)(nil)
 
 type nopNotifier struct{}
 

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/csv"
 	"errors"
+	"exitd/units"
 	"fmt"
 	"html/template"
 	"os"
@@ -84,18 +85,7 @@ type pageView struct {
 
 func mbitStr(v float64) string { return fmt.Sprintf("%.1f Mbit/s", v) }
 
-func bytesStr(b uint64) string {
-	const unit = 1000
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.2f %cB", float64(b)/float64(div), "kMGTPE"[exp])
-}
+func bytesStr(b uint64) string { return units.FormatBytes(b) }
 
 func summaryRows(s Summary, loc *time.Location) []row {
 	at := func(t time.Time) string {

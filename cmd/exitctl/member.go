@@ -19,6 +19,7 @@ import (
 	"exitd/config"
 	"exitd/control"
 	"exitd/keys"
+	"exitd/units"
 )
 
 func newMemberCmd(f *flags, stdout io.Writer) *cobra.Command {
@@ -329,7 +330,7 @@ func newMemberShowCmd(f *flags, stdout io.Writer) *cobra.Command {
 func writeMemberDetails(w io.Writer, m control.Member, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "label\t%s\npublic key\t%s\nipv4\t%s\nipv6\t%s\ncreated\t%s\nstate\t%s\nweight\t%d\n",
-		m.Label, m.PublicKey, addrStr(m.IPv4), addrStr(m.IPv6), m.Created.Format(time.RFC3339), state(m, now), max(m.Weight, 1))
+		m.Label, m.PublicKey, addrStr(m.IPv4), addrStr(m.IPv6), m.Created.Format(time.RFC3339), state(m, now), m.Weight)
 	limit := "none"
 	if m.EgressLimit != 0 || m.IngressLimit != 0 {
 		limit = fmt.Sprintf("down %s, up %s", limitHuman(m.EgressLimit), limitHuman(m.IngressLimit))
@@ -444,32 +445,10 @@ func agoAt(t, now time.Time) string {
 	return now.Sub(t).Truncate(time.Second).String() + " ago"
 }
 
-func bytesHuman(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
+func bytesHuman(b uint64) string { return units.FormatBytes(b) }
 
-// bitsHuman prints a rate in bits/s with SI prefixes, as links are sold.
-func bitsHuman(b uint64) string {
-	v, units := float64(b), []string{"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"}
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d %s", b, units[0])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
-}
+// bitsHuman prints a rate in bits/s.
+func bitsHuman(b uint64) string { return units.FormatBitRate(float64(b)) }
 
 func limitHuman(b uint64) string {
 	if b == 0 {

@@ -75,12 +75,12 @@ func writeMemberTable(w io.Writer, ms []control.Member, now time.Time, wide bool
 		if wide {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Label, addrStr(m.IPv4), addrStr(m.IPv6),
 				state(m, now), agoAt(m.LastHandshake, now), dash(m.Endpoint), bytesHuman(m.RxBytes), bytesHuman(m.TxBytes),
-				bitsHuman(m.TxRate), bitsHuman(m.RxRate), max(m.Weight, 1), m.PublicKey)
+				bitsHuman(m.TxRate), bitsHuman(m.RxRate), m.Weight, m.PublicKey)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", m.Label, addrStr(m.IPv4),
 			state(m, now), agoAt(m.LastHandshake, now), bytesHuman(m.RxBytes), bytesHuman(m.TxBytes),
-			bitsHuman(m.TxRate), bitsHuman(m.RxRate), max(m.Weight, 1))
+			bitsHuman(m.TxRate), bitsHuman(m.RxRate), m.Weight)
 	}
 	tw.Flush()
 }
@@ -128,7 +128,7 @@ func exportMembers(w io.Writer, ms []control.Member, format string) error {
 		cw.Write([]string{"label", "public_key", "ipv4", "ipv6", "created", "weight", "egress_limit", "ingress_limit", "disabled"})
 		for _, m := range ms {
 			cw.Write([]string{m.Label, m.PublicKey, addrCSV(m.IPv4.String()), addrCSV(m.IPv6.String()), m.Created.Format(time.RFC3339),
-				strconv.Itoa(max(m.Weight, 1)), strconv.FormatUint(m.EgressLimit, 10), strconv.FormatUint(m.IngressLimit, 10),
+				strconv.Itoa(m.Weight), strconv.FormatUint(m.EgressLimit, 10), strconv.FormatUint(m.IngressLimit, 10),
 				strconv.FormatBool(m.Disabled)})
 		}
 		cw.Flush()

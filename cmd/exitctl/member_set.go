@@ -77,7 +77,7 @@ func updateEach(cmd *cobra.Command, f *flags, stdout io.Writer, refs []string, r
 		out = append(out, m)
 		if !f.json {
 			fmt.Fprintf(stdout, "%s %s: %s, weight %d, rate cap down %s up %s\n", verb, m.Label,
-				map[bool]string{true: "disabled", false: "enabled"}[m.Disabled], max(m.Weight, 1),
+				map[bool]string{true: "disabled", false: "enabled"}[m.Disabled], m.Weight,
 				limitHuman(m.EgressLimit), limitHuman(m.IngressLimit))
 		}
 	}

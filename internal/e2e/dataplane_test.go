@@ -135,17 +135,20 @@ func TestMemberReachesInternet(t *testing.T) {
 		}
 	})
 	t.Run("member list shows the session", func(t *testing.T) {
-		out, err := l.node.Exitctl(ctx, "--json", "member", "list")
-		if err != nil {
-			t.Fatal(err)
+		// The node serves a peer dump up to 100 ms old: poll briefly.
+		var out []byte
+		var err error
+		ok := func() bool {
+			out, err = l.node.Exitctl(ctx, "--json", "member", "list")
+			var ms []struct {
+				Label         string    `json:"label"`
+				LastHandshake time.Time `json:"last_handshake"`
+				RxBytes       uint64    `json:"rx_bytes"`
+			}
+			return err == nil && json.Unmarshal(out, &ms) == nil && len(ms) == 1 && ms[0].Label == "alice" &&
+				!ms[0].LastHandshake.IsZero() && ms[0].RxBytes > 0
 		}
-		var ms []struct {
-			Label         string    `json:"label"`
-			LastHandshake time.Time `json:"last_handshake"`
-			RxBytes       uint64    `json:"rx_bytes"`
-		}
-		if err := json.Unmarshal(out, &ms); err != nil || len(ms) != 1 || ms[0].Label != "alice" ||
-			ms[0].LastHandshake.IsZero() || ms[0].RxBytes == 0 {
+		if netlab.WaitFor(ctx, 5*time.Second, ok) != nil {
 			t.Fatalf("list: %s %v", out, err)
 		}
 	})
