@@ -21,7 +21,7 @@ import (
 type Load struct {
 	At       time.Time `json:"at"`
 	WindowMs int64     `json:"window_ms"` // the rates' averaging window
-	// Throughput through the tunnel, bytes/s: In from members, Out to them.
+	// Throughput through the tunnel, bits/s: In from members, Out to them.
 	RateIn   float64 `json:"rate_in"`
 	RateOut  float64 `json:"rate_out"`
 	BytesIn  uint64  `json:"bytes_in"`
@@ -73,7 +73,7 @@ type TopMember struct {
 	Label         string    `json:"label"`
 	PublicKey     string    `json:"public_key"`
 	State         string    `json:"state"`
-	RateIn        float64   `json:"rate_in"` // bytes/s from the member
+	RateIn        float64   `json:"rate_in"` // bits/s from the member
 	RateOut       float64   `json:"rate_out"`
 	BytesIn       uint64    `json:"bytes_in"`
 	BytesOut      uint64    `json:"bytes_out"`

@@ -91,7 +91,7 @@ type MemberView struct {
 	State                           State
 	LastHandshake                   time.Time
 	RxBytes, TxBytes                uint64  // device counters (see MemberCounters)
-	RxRate, TxRate                  float64 // bytes/s over the last window
+	RxRate, TxRate                  float64 // bits/s over the last window
 	QueuedBytes                     int64   // both directions, now
 	QueueDelay                      time.Duration
 	Drops                           uint64 // scheduler drops, both directions, cumulative
@@ -262,7 +262,7 @@ func (t *Table) refreshLocked(now time.Time) (*Snapshot, error) {
 			UpOverflow: c.Up.OverflowDrops, UpCoDel: c.Up.CoDelDrops, UpCE: c.Up.CEMarks,
 		}
 		if seen && window > 0 {
-			v.RxRate, v.TxRate = float64(drx)/window, float64(dtx)/window
+			v.RxRate, v.TxRate = float64(drx)*8/window, float64(dtx)*8/window
 			v.DropRate = float64(dd.OverflowDrops+dd.CoDelDrops+du.OverflowDrops+du.CoDelDrops) / window
 			// Standing delay of the download queue at the rate it drained.
 			if c.Down.QueuedBytes > 0 {

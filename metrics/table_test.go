@@ -45,7 +45,7 @@ func TestTableStates(t *testing.T) {
 	if s.Members[0].Label != "m0" {
 		t.Fatalf("busiest first: got %s", s.Members[0].Label)
 	}
-	if got := s.Members[0].TxRate; got != 10_000 {
+	if got := s.Members[0].TxRate; got != 80_000 { // bits/s
 		t.Fatalf("tx rate %v B/s, want 10000 (50000 B in 5 s)", got)
 	}
 	// 20 s without data: m0 turns idle; m2's handshake attempts stop: offline.

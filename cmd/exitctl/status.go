@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"exitd/control"
+	"exitd/units"
 )
 
 func newStatusCmd(f *flags, stdout io.Writer) *cobra.Command {
@@ -62,10 +63,8 @@ func writeStatusJSON(w io.Writer, s control.Status, l *control.Load) error {
 	return writeJSON(w, m)
 }
 
-// rateHuman prints bytes/s as bits/s with SI prefixes.
-func rateHuman(bytesPerSec float64) string {
-	return bitsHuman(uint64(bytesPerSec*8 + 0.5))
-}
+// rateHuman prints a rate in bits/s (every rate in the API is bits/s).
+func rateHuman(bps float64) string { return units.FormatBitRate(bps) }
 
 func writeStatus(w io.Writer, s control.Status, l *control.Load, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

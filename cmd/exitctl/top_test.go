@@ -34,7 +34,7 @@ func (b *obsBackend) Load(context.Context) (control.Load, error) {
 	if b.noLoad {
 		return control.Load{}, &control.APIError{Code: control.CodeNotFound, Message: "no"}
 	}
-	return control.Load{WindowMs: 2000, RateOut: 1.25e6, RateIn: 125e3, Configured: 3, Active: 1, Idle: 1, Handshaking: 1,
+	return control.Load{WindowMs: 2000, RateOut: 10e6, RateIn: 1e6, Configured: 3, Active: 1, Idle: 1, Handshaking: 1,
 		Scheduler: &control.SchedulerLoad{Discipline: "srr", EgressRate: 50e6, QueueBytesDown: 3000, OverflowDrops: 2, CoDelDrops: 5, CEMarks: 7, SojournP99Ms: 4.1},
 		Conntrack: 50, ConntrackMax: 1000, KernelKeys: map[string]int{"ok": 30, "drift": 1},
 		KernelDrift: []string{"net.core.rmem_max=212992 (want 33554432, drift)"}, MetricsURL: "http://127.0.0.1:9586/metrics",
@@ -44,7 +44,7 @@ func (b *obsBackend) Load(context.Context) (control.Load, error) {
 func (b *obsBackend) Top(ctx context.Context, n int, sort string) (control.Top, error) {
 	l, _ := b.Load(ctx)
 	ms := []control.TopMember{
-		{Label: "alice", State: "active", RateOut: 1.2e6, RateIn: 1e5, QueueBytes: 3000, QueueDelayMs: 2.4, Drops: 7, DropRate: 0.5, LastHandshake: obsStarted},
+		{Label: "alice", State: "active", RateOut: 9.6e6, RateIn: 8e5, QueueBytes: 3000, QueueDelayMs: 2.4, Drops: 7, DropRate: 0.5, LastHandshake: obsStarted},
 		{Label: "bob", State: "idle"},
 	}
 	return control.Top{Load: l, Sort: sort, Members: ms[:min(n, len(ms))]}, nil
@@ -115,7 +115,7 @@ func TestStatusJSONKeepsFieldsAndAddsLoad(t *testing.T) {
 		Drops map[string]uint64 `json:"drops"`
 		Load  *control.Load     `json:"load"`
 	}
-	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Drops["leak_drop"] != 4 || v.Load == nil || v.Load.RateOut != 1.25e6 {
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Drops["leak_drop"] != 4 || v.Load == nil || v.Load.RateOut != 10e6 {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	// A node without the load endpoint: status still works, without load.

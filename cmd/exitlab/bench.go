@@ -129,13 +129,18 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 	if _, err := lab.Internet.StartIperfServer(ctx, 0); err != nil {
 		return err
 	}
-	systems := []string{"exitd", "upstream", "debian", "bareback"}
+	kinds := []harness.ExitKind{harness.ExitExitd, harness.ExitUpstream, harness.ExitDebian, harness.ExitBareback}
+	var systems []string
+	for _, k := range kinds {
+		systems = append(systems, string(k))
+	}
 	for r := 1; r <= o.reps; r++ {
-		for _, sys := range systems {
+		for _, kind := range kinds {
+			sys := string(kind)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			samples, err := runSystem(ctx, lab, bins, up, debian, sys, dir, o.secs, r)
+			samples, err := runSystem(ctx, lab, bins, up, debian, kind, dir, o.secs, r)
 			if err != nil {
 				return fmt.Errorf("%s rep %d: %w", sys, r, err)
 			}
@@ -179,45 +184,23 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 }
 
 // runSystem sets up one system, runs every scenario once, and tears it down.
-func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, debian, sys, dir string, secs, r int) ([]sample, error) {
+func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, debian string, kind harness.ExitKind, dir string, secs, r int) ([]sample, error) {
+	sys := string(kind)
 	sub, err := os.MkdirTemp(dir, sys)
 	if err != nil {
 		return nil, err
 	}
-	var exit harness.Exit
-	var closer func() error
-	switch sys {
-	case "exitd":
-		n, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: sub})
-		if err != nil {
-			return nil, err
-		}
-		exit, closer = n, n.Close
-	case "upstream", "debian":
-		bin := up
-		if sys == "debian" {
-			bin = debian
-		}
-		p, err := harness.StartPlainExit(ctx, lab, bin, bins.WireguardGo, sub)
-		if err != nil {
-			return nil, err
-		}
-		exit, closer = p, p.Close
-	case "bareback":
-		b, err := harness.StartBareback(ctx, lab, lab.Members[0])
-		if err != nil {
-			return nil, err
-		}
-		closer = b.Close
+	x, err := harness.StartExit(ctx, lab, kind, harness.ExitOptions{Bin: bins, Dir: sub, Upstream: up, Debian: debian})
+	if err != nil {
+		return nil, err
 	}
-	defer closer()
-	var member *harness.Member
+	defer x.Close()
+	exit := x.Exit // nil for bareback: no member to add, no process to charge
 	if exit != nil {
 		m, err := exit.AddMember(ctx, lab.Members[0], "bench")
 		if err != nil {
 			return nil, err
 		}
-		member = m
 		defer m.Down()
 	}
 	var out []sample
@@ -243,7 +226,6 @@ func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, 
 		}
 		out = append(out, s)
 	}
-	_ = member
 	return out, nil
 }
 
@@ -261,27 +243,21 @@ func benchTBF(ctx context.Context, bins harness.Binaries, dir string, o benchOpt
 	secs := max(o.secs, 8)
 	var ex, bb, exUp, bbUp []float64
 	for r := 1; r <= o.reps; r++ {
-		for _, sys := range []string{"exitd", "bareback"} {
+		for _, kind := range []harness.ExitKind{harness.ExitExitd, harness.ExitBareback} {
+			sys := string(kind)
 			sub, _ := os.MkdirTemp(dir, "tbf")
-			var closer func() error
-			switch sys {
-			case "exitd":
-				n, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: sub})
+			x, err := harness.StartExit(ctx, lab, kind, harness.ExitOptions{Bin: bins, Dir: sub})
+			if err != nil {
+				return nil, err
+			}
+			closer := x.Close
+			if x.Exit != nil {
+				m, err := x.Exit.AddMember(ctx, lab.Members[0], "tbf")
 				if err != nil {
+					x.Close()
 					return nil, err
 				}
-				m, err := n.AddMember(ctx, lab.Members[0], "tbf")
-				if err != nil {
-					n.Close()
-					return nil, err
-				}
-				closer = func() error { m.Down(); return n.Close() }
-			default:
-				b, err := harness.StartBareback(ctx, lab, lab.Members[0])
-				if err != nil {
-					return nil, err
-				}
-				closer = b.Close
+				closer = func() error { m.Down(); return x.Close() }
 			}
 			res, err := lab.Members[0].Iperf(ctx, netlab.IperfOptions{
 				Server: netip.MustParseAddr(netlab.Internet4), Duration: time.Duration(secs) * time.Second,

@@ -53,6 +53,9 @@ Per-member goodput comes from iperf3 -J interval data (receiver), skipping
 the first seconds. Writes fairness.json and prints a table of medians.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkSystems(o.systems); err != nil {
+				return err
+			}
 			return fairness(cmd.Context(), b.binaries(), o, stdout)
 		},
 	}
@@ -148,46 +151,52 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// startExit starts one system with the lab's members attached.
-func startExit(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, members int, egress string) (harness.Exit, []*harness.Member, error) {
+// checkSystems rejects a --systems entry before any lab is built: each must
+// be an exit kind with a tunnel the members attach to.
+func checkSystems(systems []string) error {
+	for _, sys := range systems {
+		k, err := harness.ParseExitKind(sys)
+		if err != nil {
+			return fmt.Errorf("--systems: %w", err)
+		}
+		if k == harness.ExitBareback {
+			return fmt.Errorf("--systems: %s has no tunnel to measure fairness in", sys)
+		}
+	}
+	return nil
+}
+
+// startExit starts one system with the lab's first members attached.
+func startExit(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, sys, dir string, members int, egress string) (*harness.RunningExit, []*harness.Member, error) {
+	kind, err := harness.ParseExitKind(sys)
+	if err != nil {
+		return nil, nil, err
+	}
 	sub, err := os.MkdirTemp(dir, sys)
 	if err != nil {
 		return nil, nil, err
 	}
-	var exit harness.Exit
-	switch sys {
-	case "srr", "fifo":
-		extra := fmt.Sprintf("[scheduler]\ndiscipline = %q\n", sys)
-		if egress != "" {
-			extra += fmt.Sprintf("egress_rate = %q\n", egress)
-		}
-		n, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: sub, Extra: extra})
-		if err != nil {
-			return nil, nil, err
-		}
-		exit = n
-	case "upstream":
-		p, err := harness.StartPlainExit(ctx, lab, up, bins.WireguardGo, sub)
-		if err != nil {
-			return nil, nil, err
-		}
-		exit = p
-	default:
-		return nil, nil, fmt.Errorf("unknown system %q", sys)
+	x, err := harness.StartExit(ctx, lab, kind, harness.ExitOptions{Bin: bins, Dir: sub, Upstream: up, EgressRate: egress})
+	if err != nil {
+		return nil, nil, err
+	}
+	if x.Exit == nil {
+		x.Close()
+		return nil, nil, fmt.Errorf("%s: no tunnel for members to attach to", sys)
 	}
 	var ms []*harness.Member
 	for i := 0; i < members; i++ {
-		m, err := exit.AddMember(ctx, lab.Members[i], fmt.Sprintf("m%d", i+1))
+		m, err := x.Exit.AddMember(ctx, lab.Members[i], fmt.Sprintf("m%d", i+1))
 		if err != nil {
 			for _, m := range ms {
 				m.Down()
 			}
-			exit.Close()
+			x.Close()
 			return nil, nil, err
 		}
 		ms = append(ms, m)
 	}
-	return exit, ms, nil
+	return x, ms, nil
 }
 
 // flowSpec is one member's load in a scenario.

@@ -41,6 +41,16 @@ func (b *binFlags) binaries() harness.Binaries {
 	return harness.Binaries{Exitd: b.exitd, Exitctl: b.exitctl, WireguardGo: b.wg}
 }
 
+// subcommands is exitlab's dispatch table. Adding a command
+// is one line here: each constructor's cobra.Command has the name as Use and
+// the one-line help as Short, which `exitlab --help` lists.
+var subcommands = []func(*binFlags, io.Writer) *cobra.Command{
+	newDemoCmd,
+	newBenchCmd,
+	newFairnessCmd,
+	newMembersBenchCmd,
+}
+
 func newRootCmd(stdout io.Writer) *cobra.Command {
 	b := &binFlags{}
 	root := &cobra.Command{
@@ -49,11 +59,7 @@ func newRootCmd(stdout io.Writer) *cobra.Command {
 		Long: `exitlab builds a lab of network namespaces — members, the exit running
 exitd, an internet host and a private management host — runs exitd in it
 with real WireGuard members, and removes everything when done.
-
-  exitlab demo        a member reaches the internet through exitd, live stats
-  exitlab bench       throughput and CPU against wireguard-go, Debian's
-                      wireguard-go and no tunnel at all ("bareback")
-  exitlab fairness    per-member fairness and latency: srr vs fifo vs upstream`,
+"exitlab COMMAND --help" says what each command measures and writes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -65,6 +71,8 @@ with real WireGuard members, and removes everything when done.
 	}
 	root.SetOut(stdout)
 	b.register(root)
-	root.AddCommand(newDemoCmd(b, stdout), newBenchCmd(b, stdout), newFairnessCmd(b, stdout), newMembersBenchCmd(b, stdout))
+	for _, newCmd := range subcommands {
+		root.AddCommand(newCmd(b, stdout))
+	}
 	return root
 }

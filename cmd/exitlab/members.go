@@ -4,24 +4,21 @@ package main
 //
 //	keys ──▶ POST /v1/members:batch (1,000 a time) ──▶ exitd      "add"
 //	exitctl member list (JSON and table)                          "list"
-//	simulated members ──UDP/443 from their own source address──▶ exitd
-//	   (one wireguard-go device each: simTUN, batch size 1; one shared
-//	    UDP socket in member 1's namespace, IP_PKTINFO per source)
-//	ICMP echo to the internet host every --ping; replies counted    "connect"
+//	harness.Fleet ──UDP/443 from one source address each──▶ exitd
+//	ICMP echo to the internet host every --ping; replies counted  "connect"
 //	SIGTERM + start exitd; wait until every simulated member has a
-//	fresh handshake and a ping answered                            "storm"
+//	fresh handshake and a ping answered                           "storm"
 //
-// exitd's RSS is read from /proc at each stage.
+// exitd's RSS is read from /proc at each stage. The simulated members are
+// harness.Fleet (internal/harness/fleet.go).
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -31,15 +28,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/net/ipv4"
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"exitd/control"
 	"exitd/internal/harness"
@@ -193,26 +185,23 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	r := &membersReport{Members: o.members, Handshaken: o.handshaken, ExitdMemLimit: o.memLimit}
 	step := func(format string, args ...any) { fmt.Fprintf(log, "members-bench: "+format+"\n", args...) }
 
-	if o.memLimit != "" {
-		// exitd inherits the environment; this process's runtime read its
-		// own settings at start and is not affected.
-		os.Setenv("GOMEMLIMIT", o.memLimit)
-	}
 	step("lab: 1 member namespace with %d extra source addresses", o.handshaken)
 	lab, err := netlab.New(ctx, netlab.Options{Members: 1, ExtraMemberAddrs: o.handshaken})
 	if err != nil {
 		return nil, err
 	}
 	defer lab.Close()
-	if err := pinNeighbours(ctx, lab); err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "xmb")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	node, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: dir, IPv4: "10.96.0.0/12", IPv6: "fd00:96::/64"})
+	nodeOpts := harness.NodeOptions{Bin: bins, Dir: dir, IPv4: "10.96.0.0/12", IPv6: "fd00:96::/64"}
+	if o.memLimit != "" {
+		// exitd's only: this process keeps its own runtime settings.
+		nodeOpts.Env = []string{"GOMEMLIMIT=" + o.memLimit}
+	}
+	node, err := harness.StartNode(ctx, lab, nodeOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -262,29 +251,18 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	if err != nil {
 		return r, err
 	}
-	sn, err := newSimNet(lab.Members[0])
+	fleet, err := harness.NewFleet(ctx, lab, [32]byte(nodeKey), netip.MustParseAddrPort(netlab.ExitUnderlay4+":443"))
 	if err != nil {
 		return r, err
 	}
-	defer sn.Close()
-	endpoint := netip.MustParseAddrPort(netlab.ExitUnderlay4 + ":443")
-	sims := make([]*simMember, 0, o.handshaken)
-	defer func() {
-		for _, s := range sims {
-			s.Close()
-		}
-	}()
+	defer fleet.Close()
 	start = time.Now()
 	for i := range o.handshaken {
-		s, err := newSimMember(sn, lab.Members[0].ExtraAddrs[i], privs[i], added[i].IPv4, nodeKey, endpoint, uint16(i))
-		if err != nil {
-			return r, fmt.Errorf("simulated member %d: %w", i, err)
+		if err := fleet.Add([32]byte(privs[i]), added[i].IPv4); err != nil {
+			return r, err
 		}
-		sims = append(sims, s)
 	}
-	pingCtx, stopPing := context.WithCancel(ctx)
-	defer stopPing()
-	go routinePing(pingCtx, sims, o.ping)
+	fleet.StartPinging(o.ping)
 
 	step("waiting for %d handshakes", o.handshaken)
 	r.Connected, err = waitConnected(ctx, client, o.handshaken, o.timeout, step)
@@ -294,7 +272,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	}
 	// One full ping round after everyone connected, then read the RSS.
 	mark := time.Now()
-	r.PingsAnswered = waitPings(ctx, sims, mark, o.ping*2+5*time.Second)
+	r.PingsAnswered = fleet.WaitPings(ctx, mark, o.ping*2+5*time.Second)
 	r.RSSConnectedMiB = rssMiB(node.Proc.Pid())
 	if g, ok := scrapeRuntime(ctx, lab); ok {
 		r.Runtime["connected"] = g
@@ -321,35 +299,8 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	if err != nil {
 		return r, err
 	}
-	r.StormPingAnswered = waitPings(ctx, sims, ready, o.ping*2+5*time.Second)
+	r.StormPingAnswered = fleet.WaitPings(ctx, ready, o.ping*2+5*time.Second)
 	return r, nil
-}
-
-// pinNeighbours gives the exit a permanent neighbour entry for each of
-// member 1's extra addresses. The exit answers every simulated member on
-// the underlay segment, and the kernel's neighbour table is shared by all
-// namespaces with gc_thresh3 = 1024 by default; permanent entries do not
-// count against it, and the host's sysctls stay untouched.
-func pinNeighbours(ctx context.Context, lab *netlab.Lab) error {
-	m := lab.Members[0]
-	if len(m.ExtraAddrs) == 0 {
-		return nil
-	}
-	out, err := m.Exec(ctx, "cat", "/sys/class/net/"+netlab.MemberIface+"/address")
-	if err != nil {
-		return err
-	}
-	mac := strings.TrimSpace(string(out))
-	var b strings.Builder
-	for _, a := range m.ExtraAddrs {
-		fmt.Fprintf(&b, "neigh replace %s lladdr %s dev %s nud permanent\n", a, mac, netlab.ExitUnderlayIface)
-	}
-	cmd := lab.Exit.Command(ctx, "ip", "-batch", "-")
-	cmd.Stdin = strings.NewReader(b.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pin neighbours: %v: %s", err, out)
-	}
-	return nil
 }
 
 // genKeys makes n private keys on every CPU.
@@ -429,22 +380,6 @@ func waitConnected(ctx context.Context, c *control.Client, want int, timeout tim
 	return got, nil
 }
 
-// waitPings waits until every simulated member had a ping answered after
-// since, up to d; it returns how many had.
-func waitPings(ctx context.Context, sims []*simMember, since time.Time, d time.Duration) int {
-	count := func() int {
-		n := 0
-		for _, s := range sims {
-			if s.tun.lastReply.Load() > since.UnixNano() {
-				n++
-			}
-		}
-		return n
-	}
-	netlab.WaitFor(ctx, d, func() bool { return count() == len(sims) })
-	return count()
-}
-
 // rssMiB reads VmRSS of pid.
 func rssMiB(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -500,300 +435,4 @@ func printMembersReport(w io.Writer, r *membersReport) {
 		fmt.Fprintf(tw, "simulator RSS (this process)\t%.0f MiB\t\n", r.SimRSSMiB)
 	}
 	tw.Flush()
-}
-
-// simNet is one UDP socket in a member namespace, bound to the wildcard
-// address, shared by all simulated members: each sends from its own source
-// address (IP_PKTINFO) and receives what is addressed to it.
-type simNet struct {
-	udp *net.UDPConn
-	pc  *ipv4.PacketConn
-
-	mu     sync.RWMutex
-	byAddr map[netip.Addr]*simBind
-
-	done chan struct{}
-}
-
-func newSimNet(ns *netlab.NS) (*simNet, error) {
-	var udp *net.UDPConn
-	err := ns.Run(func() error {
-		var err error
-		udp, err = net.ListenUDP("udp4", &net.UDPAddr{})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	udp.SetReadBuffer(16 << 20)
-	udp.SetWriteBuffer(16 << 20)
-	pc := ipv4.NewPacketConn(udp)
-	if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
-		udp.Close()
-		return nil, err
-	}
-	s := &simNet{udp: udp, pc: pc, byAddr: map[netip.Addr]*simBind{}, done: make(chan struct{})}
-	go s.routineReceive()
-	return s, nil
-}
-
-func (s *simNet) Close() error {
-	err := s.udp.Close()
-	<-s.done
-	return err
-}
-
-// routineReceive hands each datagram to the simulated member it is
-// addressed to; a full queue drops it, like a socket buffer would.
-func (s *simNet) routineReceive() {
-	defer close(s.done)
-	buf := make([]byte, 65536)
-	for {
-		n, cm, src, err := s.pc.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		if cm == nil {
-			continue
-		}
-		dst, _ := netip.AddrFromSlice(cm.Dst.To4())
-		s.mu.RLock()
-		b := s.byAddr[dst]
-		s.mu.RUnlock()
-		ua, ok := src.(*net.UDPAddr)
-		if b == nil || !ok {
-			continue
-		}
-		p := simPacket{data: append([]byte(nil), buf[:n]...), from: ua.AddrPort()}
-		select {
-		case b.in <- p:
-		default:
-		}
-	}
-}
-
-type simPacket struct {
-	data []byte
-	from netip.AddrPort
-}
-
-// simBind is one simulated member's conn.Bind on the shared socket.
-type simBind struct {
-	net *simNet
-	src netip.Addr
-	in  chan simPacket
-
-	mu     sync.Mutex
-	closed chan struct{} // of the current Open
-}
-
-var _ conn.Bind = (*simBind)(nil)
-
-func (b *simBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed != nil {
-		select {
-		case <-b.closed:
-		default:
-			return nil, 0, conn.ErrBindAlreadyOpen
-		}
-	}
-	closed := make(chan struct{})
-	b.closed = closed
-	recv := func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		select {
-		case p := <-b.in:
-			sizes[0] = copy(packets[0], p.data)
-			eps[0] = simEndpoint(p.from)
-			return 1, nil
-		case <-closed:
-			return 0, net.ErrClosed
-		}
-	}
-	return []conn.ReceiveFunc{recv}, uint16(b.net.udp.LocalAddr().(*net.UDPAddr).Port), nil
-}
-
-func (b *simBind) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed != nil {
-		select {
-		case <-b.closed:
-		default:
-			close(b.closed)
-		}
-	}
-	return nil
-}
-
-func (b *simBind) SetMark(uint32) error { return nil }
-func (b *simBind) BatchSize() int       { return 1 }
-
-func (b *simBind) Send(bufs [][]byte, ep conn.Endpoint) error {
-	dst := net.UDPAddrFromAddrPort(netip.AddrPort(ep.(simEndpoint)))
-	cm := &ipv4.ControlMessage{Src: b.src.AsSlice()}
-	for _, buf := range bufs {
-		if _, err := b.net.pc.WriteTo(buf, cm, dst); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *simBind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return nil, err
-	}
-	return simEndpoint(ap), nil
-}
-
-// simEndpoint is the node's address as a simulated member sees it.
-type simEndpoint netip.AddrPort
-
-func (e simEndpoint) ClearSrc()           {}
-func (e simEndpoint) SrcToString() string { return "" }
-func (e simEndpoint) DstToString() string { return netip.AddrPort(e).String() }
-func (e simEndpoint) DstToBytes() []byte {
-	b, _ := netip.AddrPort(e).MarshalBinary()
-	return b
-}
-func (e simEndpoint) DstIP() netip.Addr { return netip.AddrPort(e).Addr() }
-func (e simEndpoint) SrcIP() netip.Addr { return netip.Addr{} }
-
-// simTUN is a simulated member's TUN: Read hands out the pings routinePing
-// injects, Write counts what comes back (the echo replies).
-type simTUN struct {
-	in        chan []byte
-	events    chan tun.Event
-	closed    chan struct{}
-	closeOnce sync.Once
-	lastReply atomic.Int64 // unix nanos
-	now       func() time.Time
-}
-
-var _ tun.Device = (*simTUN)(nil)
-
-func newSimTUN(now func() time.Time) *simTUN {
-	t := &simTUN{in: make(chan []byte, 4), events: make(chan tun.Event, 1), closed: make(chan struct{}), now: now}
-	t.events <- tun.EventUp
-	return t
-}
-
-func (t *simTUN) File() *os.File { return nil }
-func (t *simTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	select {
-	case p := <-t.in:
-		sizes[0] = copy(bufs[0][offset:], p)
-		return 1, nil
-	case <-t.closed:
-		return 0, os.ErrClosed
-	}
-}
-func (t *simTUN) Write(bufs [][]byte, offset int) (int, error) {
-	for _, b := range bufs {
-		p := b[offset:]
-		if len(p) >= 28 && p[0]>>4 == 4 && p[9] == 1 && p[20] == 0 { // ICMP echo reply
-			t.lastReply.Store(t.now().UnixNano())
-		}
-	}
-	return len(bufs), nil
-}
-func (t *simTUN) MTU() (int, error)        { return 1420, nil }
-func (t *simTUN) Name() (string, error)    { return "sim", nil }
-func (t *simTUN) Events() <-chan tun.Event { return t.events }
-func (t *simTUN) BatchSize() int           { return 1 }
-func (t *simTUN) Close() error {
-	t.closeOnce.Do(func() {
-		close(t.closed)
-		close(t.events)
-	})
-	return nil
-}
-
-// simMember is one simulated member: a wireguard-go device and its ping.
-type simMember struct {
-	dev  *device.Device
-	bind *simBind
-	tun  *simTUN
-	ping []byte
-}
-
-func newSimMember(sn *simNet, src netip.Addr, priv keys.Key, inner netip.Addr, node keys.Key, endpoint netip.AddrPort, id uint16) (*simMember, error) {
-	b := &simBind{net: sn, src: src, in: make(chan simPacket, 16)}
-	sn.mu.Lock()
-	sn.byAddr[src] = b
-	sn.mu.Unlock()
-	t := newSimTUN(time.Now)
-	dev := device.NewDevice(t, b, device.NewLogger(device.LogLevelSilent, ""))
-	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=25\nallowed_ip=0.0.0.0/0\n",
-		priv.Hex(), node.Hex(), endpoint)
-	if err := dev.IpcSet(cfg); err != nil {
-		dev.Close()
-		return nil, err
-	}
-	if err := dev.Up(); err != nil {
-		dev.Close()
-		return nil, err
-	}
-	return &simMember{dev: dev, bind: b, tun: t, ping: echoRequest(inner, netip.MustParseAddr(netlab.Internet4), id)}, nil
-}
-
-func (s *simMember) Close() { s.dev.Close() }
-
-// routinePing sends each member's ping once per period, spread evenly.
-func routinePing(ctx context.Context, sims []*simMember, period time.Duration) {
-	const tick = 50 * time.Millisecond
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	per := max(1, int(int64(len(sims))*int64(tick)/int64(period)))
-	for i := 0; ; {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for range per {
-			select {
-			case sims[i].tun.in <- sims[i].ping:
-			default:
-			}
-			i = (i + 1) % len(sims)
-		}
-	}
-}
-
-// echoRequest is an IPv4 ICMP echo request from src to dst.
-func echoRequest(src, dst netip.Addr, id uint16) []byte {
-	p := make([]byte, 20+8+16)
-	p[0], p[8], p[9] = 0x45, 64, 1
-	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
-	copy(p[12:16], src.AsSlice())
-	copy(p[16:20], dst.AsSlice())
-	binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
-	icmp := p[20:]
-	icmp[0] = 8
-	binary.BigEndian.PutUint16(icmp[4:], id)
-	binary.BigEndian.PutUint16(icmp[6:], 1)
-	copy(icmp[8:], "exitd-members!!!")
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp))
-	return p
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }

@@ -1,10 +1,13 @@
 // Package harness runs the real exitd binary in a netlab exit namespace and
 // attaches real WireGuard members (Debian's wireguard-go + wg) configured
 // from exactly what `exitctl member add` printed. The lab tests, `exitlab
-// demo` and the benchmarks share it.
+// demo` and the benchmarks share it. StartExit starts any exit the
+// benchmarks compare (exitd, plain wireguard-go exits, no tunnel); Fleet
+// simulates thousands of members in-process (fleet.go).
 //
-// It imports exitd/internal/netlab only; it drives exitd and exitctl as
-// programs, never as libraries.
+// Of exitd's packages it imports exitd/internal/netlab only (a test checks
+// it); it drives exitd and exitctl as programs, never as libraries. The
+// fleet uses the wireguard-go library, as a member would.
 package harness
 
 import (
@@ -48,6 +51,9 @@ type NodeOptions struct {
 	Extra string
 	// Port is the UDP port; default 443.
 	Port int
+	// Env is added to exitd's environment (e.g. "GOMEMLIMIT=900MiB"),
+	// after this process's own; exitctl and the members do not get it.
+	Env []string
 }
 
 // Node is a running exitd.
@@ -112,6 +118,9 @@ func StartNode(ctx context.Context, lab *netlab.Lab, o NodeOptions) (*Node, erro
 // Start (re)starts the exitd process with the node's config.
 func (n *Node) Start(ctx context.Context) error {
 	cmd := n.Lab.Exit.Command(context.Background(), n.Opts.Bin.Exitd, "run", "--config", n.Config)
+	if len(n.Opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), n.Opts.Env...)
+	}
 	p, err := n.Lab.Exit.Start(cmd)
 	if err != nil {
 		return err
