@@ -132,6 +132,7 @@ func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Memb
 		}
 		return nil, err
 	}
+	n.cutMembers(removed)
 	out := make([]control.Member, len(removed))
 	for i, m := range removed {
 		out[i] = n.view(m, dataplane.Sample{})
@@ -164,6 +165,9 @@ func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateM
 			n.log.Error("undo of member update failed; restart reconciles", "label", after.Label, "err", uerr)
 		}
 		return control.Member{}, fmt.Errorf("%w: device refused the change: %v", control.ErrConflict, err)
+	}
+	if after.Disabled && !before.Disabled {
+		n.cutMembers([]members.Member{after})
 	}
 	n.log.Info("member updated", "label", after.Label, "weight", after.Weight, "disabled", after.Disabled,
 		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit)

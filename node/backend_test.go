@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func testNodeClock(t testing.TB, quarantine time.Duration) (*Node, *manualClock)
 	t.Cleanup(func() { reg.Close() })
 	n.reg = reg
 	n.plane = testPlane(t, cfg, priv, clock.now)
+	n.flushCT = func(...netip.Prefix) (int, error) { return 0, nil } // never the host's conntrack
 	return n, clock
 }
 
@@ -376,5 +378,52 @@ func BenchmarkBackend20k(b *testing.B) {
 		b.ReportMetric(added.Seconds(), "s/add20k")
 		b.ReportMetric(listed.Seconds(), "s/list20k")
 		b.ReportMetric(time.Since(start).Seconds(), "s/dump20k")
+	}
+}
+
+// TestRevokedMembersConntrackFlushed: removing or disabling a member
+// flushes its flows' conntrack entries, both families; enabling or a
+// weight change does not.
+func TestRevokedMembersConntrackFlushed(t *testing.T) {
+	n := testNode(t, time.Hour)
+	var flushed []netip.Prefix
+	n.flushCT = func(ps ...netip.Prefix) (int, error) { flushed = append(flushed, ps...); return len(ps), nil }
+	b := backend{n}
+	ctx := context.Background()
+	ms, err := b.AddMembers(ctx, control.AddMembersRequest{Members: []control.AddMemberRequest{{Label: "alice"}, {Label: "bob"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(m control.Member) string {
+		return netip.PrefixFrom(m.IPv4, 32).String() + " " + netip.PrefixFrom(m.IPv6, 128).String()
+	}
+	got := func() string {
+		var s []string
+		for _, p := range flushed {
+			s = append(s, p.String())
+		}
+		flushed = nil
+		return strings.Join(s, " ")
+	}
+	off, on, w := true, false, 5
+	if _, err := b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if g := got(); g != want(ms[0]) {
+		t.Fatalf("disable flushed %q, want %q", g, want(ms[0]))
+	}
+	for _, req := range []control.UpdateMemberRequest{{Disabled: &on}, {Weight: &w}} {
+		if _, err := b.UpdateMember(ctx, "alice", req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := got(); g != "" {
+		t.Fatalf("enable/weight flushed %q", g)
+	}
+	if _, err := b.RemoveMembers(ctx, []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := got(); g != want(ms[1]) {
+		t.Fatalf("remove flushed %q, want %q", g, want(ms[1]))
 	}
 }

@@ -92,6 +92,10 @@ type Node struct {
 
 	svc    Service         // service.go
 	health *service.Health // watchdog's view of the data path
+
+	// flushCT deletes conntrack entries whose original source is in one of
+	// the prefixes (nat.FlushConntrack in the node's namespace).
+	flushCT func(ps ...netip.Prefix) (int, error)
 }
 
 // natTable is exitd's nftables table as the node drives it; *nat.Manager
@@ -121,6 +125,7 @@ func New(opts Options) *Node {
 		svc: opts.Service, sampleEvery: opts.SampleInterval,
 	}
 	n.cfg.Store(opts.Config)
+	n.flushCT = func(ps ...netip.Prefix) (int, error) { return nat.FlushConntrack(0, ps...) }
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

@@ -292,8 +292,16 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 	confPath := filepath.Join(n.Opts.Dir, "quara.conf")
 
 	t.Run("disabled member cannot connect", func(t *testing.T) {
+		if conntrackFrom(t, l.Exit, alice.Addr4) == 0 {
+			t.Fatal("no conntrack entries from the member before disabling: the check below would prove nothing")
+		}
 		if _, err := n.Exitctl(ctx, "member", "disable", "quara"); err != nil {
 			t.Fatal(err)
+		}
+		// Revocation is immediate: the member's flows are gone from
+		// conntrack, not left to their (5-day TCP) timeouts.
+		if c := conntrackFrom(t, l.Exit, alice.Addr4); c != 0 {
+			t.Fatalf("%d conntrack entries from the disabled member survive", c)
 		}
 		if devicePeers(t, n)[key] {
 			t.Fatal("disabled member still in the device")
@@ -331,8 +339,12 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		reachesInternet(t, alice.NS)
 		if _, err := n.Exitctl(ctx, "member", "remove", "quara"); err != nil {
 			t.Fatal(err)
+		}
+		if c := conntrackFrom(t, l.Exit, alice.Addr4); c != 0 {
+			t.Fatalf("%d conntrack entries from the removed member survive", c)
 		}
 		cannotReach(t, alice.NS)
 		_, err := n.Exitctl(ctx, "member", "add", "--label", "frank")
