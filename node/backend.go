@@ -76,6 +76,7 @@ func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([
 	if err != nil {
 		return nil, err
 	}
+	n.cutMembers(ms) // a reused address starts with no tracked flows
 	if err := n.plane.Add(ms); err != nil {
 		refs := make([]string, len(ms))
 		for i, m := range ms {

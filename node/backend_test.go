@@ -405,6 +405,9 @@ func TestRevokedMembersConntrackFlushed(t *testing.T) {
 		flushed = nil
 		return strings.Join(s, " ")
 	}
+	if g := got(); g != want(ms[0])+" "+want(ms[1]) {
+		t.Fatalf("add flushed %q, want the new members' prefixes (reuse)", g)
+	}
 	off, on, w := true, false, 5
 	if _, err := b.UpdateMember(ctx, "alice", control.UpdateMemberRequest{Disabled: &off}); err != nil {
 		t.Fatal(err)
@@ -425,5 +428,18 @@ func TestRevokedMembersConntrackFlushed(t *testing.T) {
 	}
 	if g := got(); g != want(ms[1]) {
 		t.Fatalf("remove flushed %q, want %q", g, want(ms[1]))
+	}
+}
+
+func TestQuarantineFor(t *testing.T) {
+	for _, tc := range []struct{ configured, ct, want time.Duration }{
+		{24 * time.Hour, 0, 24 * time.Hour},                         // unknown: as configured
+		{24 * time.Hour, 24 * time.Hour, 25 * time.Hour},            // equal is not enough
+		{24 * time.Hour, 120 * time.Hour, 121 * time.Hour},          // the kernel default 5 days
+		{30 * 24 * time.Hour, 120 * time.Hour, 30 * 24 * time.Hour}, // longer already
+	} {
+		if got := quarantineFor(tc.configured, tc.ct); got != tc.want {
+			t.Errorf("quarantineFor(%v, %v) = %v, want %v", tc.configured, tc.ct, got, tc.want)
+		}
 	}
 }

@@ -214,15 +214,35 @@ func (n *Node) startState() (func(), error) {
 		n.log.Info("generated the node's private key", "path", filepath.Join(c.StateDir, "private.key"))
 	}
 	n.priv = priv
+	longest, err := tuning.LongestConntrackTimeout(tuning.Host())
+	if err != nil {
+		n.log.Warn("cannot read conntrack timeouts; address quarantine as configured", "err", err)
+	}
+	q := quarantineFor(c.Members.Quarantine.Duration, longest)
+	if q != c.Members.Quarantine.Duration {
+		n.log.Info("address quarantine raised above the longest conntrack timeout in force",
+			"configured", c.Members.Quarantine.Duration, "conntrack", longest, "quarantine", q)
+	}
 	reg, err := members.Open(filepath.Join(c.StateDir, "members.db"), members.Options{
 		Prefix4: c.Tunnel.Prefix4, Prefix6: c.Tunnel.Prefix6,
-		Quarantine: c.Members.Quarantine.Duration, Now: n.now, Rand: n.rand,
+		Quarantine: q, Now: n.now, Rand: n.rand,
 	})
 	if err != nil {
 		return nil, err
 	}
 	n.reg = reg
 	return func() { reg.Close() }, nil
+}
+
+// quarantineFor is how long a freed member address stays unused: the
+// configured time, but always longer than the longest conntrack timeout in
+// force, so a reused address can never be handed the previous owner's
+// tracked flows (its entries are flushed on removal and on reuse as well).
+func quarantineFor(configured, longestConntrack time.Duration) time.Duration {
+	if longestConntrack <= 0 {
+		return configured
+	}
+	return max(configured, longestConntrack+time.Hour)
 }
 
 // natConfig maps the daemon config onto the ruleset's input.
