@@ -3,7 +3,9 @@ package dataplane
 /* The fd hand-over and the rejoin (the unit is packaging/exitd.service):
 
    Open:    take the TUN and UDP sockets the previous process left in the
-            fd store → tunnel adopts them → store the current ones
+            fd store (they stay stored: a crash now loses nothing) →
+            tunnel adopts them → store the current ones, replacing only
+            files that were not adopted
    Rejoin:  point peers at their persisted endpoints and start handshakes
    running: PersistEndpoints when members' endpoints changed
    Close:   with the files stored, the TUN survives in the store for the
@@ -53,6 +55,13 @@ func (p *Plane) storeFiles() {
 	}
 	var errs []error
 	for name, c := range files {
+		if !p.tun.Adopted(name) {
+			// A new file replaces whatever a predecessor stored under name;
+			// an adopted one is already in the store and stays there.
+			if err := p.store.RemoveFiles(name); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := p.store.StoreFile(name, c); err != nil {
 			errs = append(errs, err)
 		}

@@ -247,6 +247,7 @@ func TestWatchedAllocs(t *testing.T) {
 type fakeService struct {
 	mu       sync.Mutex
 	stored   []string
+	removed  []string
 	files    map[string][]*os.File
 	storeErr error
 }
@@ -258,6 +259,13 @@ func (f *fakeService) StoreFile(name string, _ syscall.Conn) error {
 		return f.storeErr
 	}
 	f.stored = append(f.stored, name)
+	return nil
+}
+
+func (f *fakeService) RemoveFiles(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, name)
 	return nil
 }
 

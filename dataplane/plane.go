@@ -90,8 +90,10 @@ type FileStore interface {
 	// StoreFile hands a duplicate of c's descriptor to the store.
 	StoreFile(name string, c syscall.Conn) error
 	// TakeFiles returns, and hands ownership of, the files a previous
-	// process stored under name.
+	// process stored under name; they stay in the store.
 	TakeFiles(name string) []*os.File
+	// RemoveFiles drops every stored file named name.
+	RemoveFiles(name string) error
 }
 
 // Options are the plane's dependencies.

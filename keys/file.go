@@ -29,15 +29,17 @@ func LoadOrCreate(path string, r io.Reader) (Key, bool, error) {
 	if err != nil {
 		return Key{}, false, err
 	}
-	if err := writeAtomic(path, []byte(k.String()+"\n")); err != nil {
+	if err := writeAtomic(path, []byte(k.String()+"\n"), syncDir); err != nil {
 		return Key{}, false, err
 	}
 	return k, true, nil
 }
 
-// writeAtomic writes data to path through a synced temporary file and a rename,
-// so a crash leaves either no key or the whole key.
-func writeAtomic(path string, data []byte) error {
+// writeAtomic writes data to path through a synced temporary file and a
+// rename, then syncs the directory (sync, called with the directory) so
+// the rename itself survives a crash: a crash leaves either no key or the
+// whole key, never a node that forgets the identity it already handed out.
+func writeAtomic(path string, data []byte, sync func(dir string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keys: create %s: %w", dir, err)
@@ -66,5 +68,18 @@ func writeAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("keys: install %s: %w", path, err)
 	}
+	if err := sync(dir); err != nil {
+		return fmt.Errorf("keys: sync %s: %w", dir, err)
+	}
 	return nil
+}
+
+// syncDir fsyncs a directory, making renames in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

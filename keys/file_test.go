@@ -181,7 +181,7 @@ func TestLoadOrCreateErrors(t *testing.T) {
 func TestWriteAtomic(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "k")
-	if err := writeAtomic(path, []byte("one")); err != nil {
+	if err := writeAtomic(path, []byte("one"), syncDir); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(dir)
@@ -192,7 +192,7 @@ func TestWriteAtomic(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(path, []byte("two")); err != nil {
+	if err := writeAtomic(path, []byte("two"), syncDir); err != nil {
 		t.Fatal(err)
 	}
 	st, err = os.Stat(path)
@@ -207,7 +207,7 @@ func TestWriteAtomic(t *testing.T) {
 		t.Fatalf("temp files left: %v", entries)
 	}
 	// The target is a directory: the rename fails and the temp is removed.
-	if err := writeAtomic(dir, []byte("x")); err == nil || !strings.Contains(err.Error(), "keys: install") {
+	if err := writeAtomic(dir, []byte("x"), syncDir); err == nil || !strings.Contains(err.Error(), "keys: install") {
 		t.Fatalf("rename over a directory: %v", err)
 	}
 	parent, _ := os.ReadDir(filepath.Dir(dir))
@@ -240,4 +240,30 @@ func FuzzLoadOrCreate(f *testing.F) {
 			t.Fatal("file modified")
 		}
 	})
+}
+
+// TestWriteAtomicSyncsDirectory: the directory is synced after the rename
+// (the key is at its final path when the sync runs), and a failing sync
+// fails the write.
+func TestWriteAtomicSyncsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "private.key")
+	var synced []string
+	rec := func(d string) error {
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("directory synced before the rename: %v", err)
+		}
+		synced = append(synced, d)
+		return nil
+	}
+	if err := writeAtomic(path, []byte("k"), rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != dir {
+		t.Fatalf("synced %v, want [%s]", synced, dir)
+	}
+	fail := func(string) error { return errors.New("EIO") }
+	if err := writeAtomic(filepath.Join(dir, "other.key"), []byte("k"), fail); err == nil || !strings.Contains(err.Error(), "keys: sync") {
+		t.Fatalf("failed directory sync: %v", err)
+	}
 }

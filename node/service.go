@@ -18,24 +18,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"syscall"
 	"time"
 
+	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/service"
 	"exitd/units"
 )
 
-// Service is the service manager as the node uses it;
-// *service.Manager implements it. All methods must be no-ops (or return
-// an error) without a manager.
+// Service is the service manager as the node uses it: the fd store (for
+// the data plane) and the watchdog; *service.Manager implements it. All
+// methods must be no-ops (or return an error) without a manager.
 type Service interface {
-	// StoreFile hands a duplicate of c's descriptor to the fd store.
-	StoreFile(name string, c syscall.Conn) error
-	// TakeFiles returns, and hands ownership of, the files a previous
-	// process stored under name.
-	TakeFiles(name string) []*os.File
+	dataplane.FileStore
 	// WatchdogInterval is WatchdogSec; 0 when the watchdog is off.
 	WatchdogInterval() time.Duration
 }

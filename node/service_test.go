@@ -42,6 +42,7 @@ func TestHealthLimit(t *testing.T) {
 type fakeService struct {
 	mu       sync.Mutex
 	stored   []string
+	removed  []string
 	files    map[string][]*os.File
 	storeErr error
 }
@@ -53,6 +54,13 @@ func (f *fakeService) StoreFile(name string, _ syscall.Conn) error {
 		return f.storeErr
 	}
 	f.stored = append(f.stored, name)
+	return nil
+}
+
+func (f *fakeService) RemoveFiles(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, name)
 	return nil
 }
 

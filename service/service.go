@@ -141,18 +141,17 @@ func (m *Manager) RemoveFiles(name string) error {
 }
 
 // TakeFiles returns the inherited files named name and hands them to the
-// caller, who must close or keep them. It also drops them from the fd
-// store (FDSTOREREMOVE=1): a file the caller cannot use (a socket on a
-// port no longer configured) must not stay open in systemd; store the ones
-// in use again with StoreFile.
+// caller, who must close or keep them. They stay in the fd store: if this
+// process dies before it stores their successors, the next one still
+// inherits them (the TUN, with every member's route, survives a crash
+// right after start). A caller that replaces them with new files removes
+// the old ones first (RemoveFiles, then StoreFile); storing a file the
+// store already holds is a no-op in systemd (duplicates are ignored).
 func (m *Manager) TakeFiles(name string) []*os.File {
 	m.mu.Lock()
 	fs := m.inherited[name]
 	delete(m.inherited, name)
 	m.mu.Unlock()
-	if len(fs) > 0 {
-		m.RemoveFiles(name)
-	}
 	return fs
 }
 

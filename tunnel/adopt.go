@@ -667,6 +667,10 @@ func (t *Tunnel) Handover() map[string]syscall.Conn {
 	return out
 }
 
+// Adopted reports whether the file Handover returns under name is the one
+// a predecessor process handed over (rather than one made by this process).
+func (t *Tunnel) Adopted(name string) bool { return t.adopted[name] }
+
 // Names under which Handover returns the files (and the daemon stores them).
 const (
 	HandoverTUN  = "tun"

@@ -62,11 +62,12 @@ type Options struct {
 // it likes (the scheduler, health stages) and passes the wrapped pair to
 // Start; Start takes ownership.
 type Link struct {
-	log  *slog.Logger
-	opts Options
-	raw  tun.Device // the TUN itself
-	bind conn.Bind  // ub, or the injected Bind
-	ub   *udpBind   // nil with an injected Bind
+	log     *slog.Logger
+	opts    Options
+	raw     tun.Device // the TUN itself
+	bind    conn.Bind  // ub, or the injected Bind
+	ub      *udpBind   // nil with an injected Bind
+	adopted map[string]bool
 }
 
 // OpenLink creates (or adopts) the TUN, configures its addresses and MTU
@@ -103,7 +104,8 @@ func OpenLink(opts Options) (l *Link, err error) {
 		raw.Close()
 		return nil, err
 	}
-	return &Link{log: log, opts: opts, raw: raw, bind: ub, ub: ub}, nil
+	adoptedSet := map[string]bool{HandoverTUN: adopted, HandoverUDP4: v4 != nil, HandoverUDP6: v6 != nil}
+	return &Link{log: log, opts: opts, raw: raw, bind: ub, ub: ub, adopted: adoptedSet}, nil
 }
 
 // TUN is the TUN device itself.
@@ -138,6 +140,8 @@ type Tunnel struct {
 	raw  tun.Device // the TUN itself, under any wrapper
 	ub   *udpBind   // owns the UDP sockets for the Tunnel's life; nil with an injected Bind
 
+	adopted map[string]bool // Handover names whose file came from a predecessor
+
 	closeOnce sync.Once
 	closeErr  error
 	uapiDone  chan struct{}
@@ -150,7 +154,7 @@ type Tunnel struct {
 func (l *Link) Start(td tun.Device, bind conn.Bind) (t *Tunnel, err error) {
 	opts := l.opts
 	dev := device.NewDevice(td, bind, wgLogger(l.log))
-	t = &Tunnel{log: l.log, name: opts.Name, dev: dev, raw: l.raw, ub: l.ub, uapiDone: make(chan struct{})}
+	t = &Tunnel{log: l.log, name: opts.Name, dev: dev, raw: l.raw, ub: l.ub, adopted: l.adopted, uapiDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			dev.Close()
