@@ -107,6 +107,9 @@ type Member struct {
 	// sent to the member), averaged over the node's last sampling interval.
 	RxRate uint64 `json:"rx_rate,omitempty"`
 	TxRate uint64 `json:"tx_rate,omitempty"`
+	// KeyKept is true when the node keeps the member's private key (added
+	// with --keep-key): anyone allowed on the control socket can read it.
+	KeyKept bool `json:"key_kept,omitempty"`
 	// Config is the wg-quick client config; set on add, and on show when the
 	// node holds the member's private key.
 	Config string `json:"config,omitempty"`

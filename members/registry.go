@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +34,10 @@ type Options struct {
 	Quarantine time.Duration
 	Now        func() time.Time // default time.Now
 	Rand       io.Reader        // key generation; default crypto/rand
+	// KeyDir holds the private keys of members whose key pair the node
+	// generated (--keep-key), one 0600 file each; default "member-keys"
+	// beside the database.
+	KeyDir string
 }
 
 // Registry is the durable member list. Its methods are safe for concurrent use.
@@ -39,6 +45,7 @@ type Registry struct {
 	db   *bbolt.DB
 	now  func() time.Time
 	rand io.Reader
+	keys keyStore
 
 	mu      sync.RWMutex
 	byKey   map[keys.Key]*Member
@@ -58,20 +65,60 @@ func Open(path string, opts Options) (*Registry, error) {
 		}
 		return nil, fmt.Errorf("members: open %s: %w", path, err)
 	}
+	if opts.KeyDir == "" {
+		opts.KeyDir = filepath.Join(filepath.Dir(path), "member-keys")
+	}
 	r := &Registry{
-		db: db, now: opts.Now, rand: opts.Rand,
+		db: db, now: opts.Now, rand: opts.Rand, keys: keyStore{opts.KeyDir},
 		byKey: map[keys.Key]*Member{}, byLabel: map[string]*Member{},
 		alloc: newAllocator(newPlan(opts.Prefix4, opts.Prefix6), opts.Quarantine),
 	}
-	if err := r.load(); err != nil {
+	migrated, err := r.load()
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("members: load %s: %w", path, err)
+	}
+	if migrated > 0 {
+		// The moved keys' old pages are free but still hold the bytes:
+		// rewrite the file so no private key stays on disk in it.
+		if r.db, err = compact(db, path); err != nil {
+			return nil, fmt.Errorf("members: compact %s after moving %d private keys out: %w", path, migrated, err)
+		}
 	}
 	return r, nil
 }
 
-func (r *Registry) load() error {
-	return r.db.Update(func(tx *bbolt.Tx) error {
+// compact rewrites the database at path into a fresh file and reopens it.
+func compact(db *bbolt.DB, path string) (*bbolt.DB, error) {
+	tmp := path + ".compact"
+	os.Remove(tmp)
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	err = bbolt.Compact(dst, db, 1<<20)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	db.Close()
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+}
+
+// load reads the database into memory; migrated counts private keys moved
+// out of entries written before the key store.
+func (r *Registry) load() (migrated int, err error) {
+	err = r.db.Update(func(tx *bbolt.Tx) error {
 		mb, err := tx.CreateBucketIfNotExists(bucketMembers)
 		if err != nil {
 			return err
@@ -94,6 +141,31 @@ func (r *Registry) load() error {
 				return fmt.Errorf("member %x: %w", k, err)
 			}
 			m.Weight = normWeight(m.Weight) // entries from before normalisation
+			if m.PrivateKey != nil {
+				// An entry from before the key store: move the key out of
+				// the database.
+				if err := r.keys.put(m.PublicKey, *m.PrivateKey); err != nil {
+					return err
+				}
+				v, err := encode(m)
+				if err != nil {
+					return err
+				}
+				if err := mb.Put(k, v); err != nil {
+					return err
+				}
+				m.PrivateKey = nil
+				migrated++
+				if priv, ok, err := r.keys.get(m.PublicKey); err != nil || !ok {
+					return fmt.Errorf("key store: moved key unreadable: %v", err)
+				} else {
+					m.PrivateKey = &priv
+				}
+			} else if priv, ok, err := r.keys.get(m.PublicKey); err != nil {
+				return err
+			} else if ok {
+				m.PrivateKey = &priv
+			}
 			r.byKey[m.PublicKey] = m
 			r.byLabel[m.Label] = m
 			r.alloc.used[m.Index] = true
@@ -101,6 +173,7 @@ func (r *Registry) load() error {
 			return nil
 		})
 	})
+	return migrated, err
 }
 
 // Close closes the database.
@@ -162,10 +235,28 @@ func (r *Registry) AddBatch(reqs []AddRequest) ([]Member, error) {
 		taken = append(taken, m.Index)
 		out = append(out, m)
 	}
+	// Kept private keys go to their files first: an entry is never
+	// committed without its key.
+	var kept []keys.Key
+	dropKeys := func() {
+		for _, pub := range kept {
+			r.keys.remove(pub)
+		}
+	}
+	for i := range out {
+		if out[i].PrivateKey != nil {
+			if err := r.keys.put(out[i].PublicKey, *out[i].PrivateKey); err != nil {
+				dropKeys()
+				undo()
+				return nil, err
+			}
+			kept = append(kept, out[i].PublicKey)
+		}
+	}
 	err := r.db.Update(func(tx *bbolt.Tx) error {
 		mb, qb := tx.Bucket(bucketMembers), tx.Bucket(bucketQuarantine)
 		for i := range out {
-			v, err := json.Marshal(&out[i])
+			v, err := encode(&out[i])
 			if err != nil {
 				return err
 			}
@@ -179,6 +270,7 @@ func (r *Registry) AddBatch(reqs []AddRequest) ([]Member, error) {
 		return nil
 	})
 	if err != nil {
+		dropKeys()
 		undo()
 		return nil, fmt.Errorf("members: add: %w", err)
 	}
@@ -315,6 +407,7 @@ func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
 		delete(r.byKey, m.PublicKey)
 		delete(r.byLabel, m.Label)
 		r.alloc.release(m.Index, now)
+		r.keys.remove(m.PublicKey) // committed: a leftover file is only garbage, readable by root alone
 	}
 	return out, nil
 }
@@ -351,7 +444,7 @@ func (r *Registry) Update(ref string, c Change) (before, after Member, err error
 	if err := checkPolicy(after.Weight, after.EgressLimit, after.IngressLimit); err != nil {
 		return Member{}, Member{}, err
 	}
-	v, err := json.Marshal(&after)
+	v, err := encode(&after)
 	if err != nil {
 		return Member{}, Member{}, fmt.Errorf("members: update %s: %w", m.Label, err)
 	}

@@ -247,6 +247,7 @@ func (n *Node) view(m members.Member, s dataplane.Sample) control.Member {
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled,
 		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit,
 		LimitsEnforced: dataplane.LimitsEnforced(schedConfig(n.config())),
+		KeyKept:        m.PrivateKey != nil,
 	}
 	if ps, ok := s.Cur[m.PublicKey]; ok {
 		cm.LastHandshake, cm.Endpoint, cm.RxBytes, cm.TxBytes = ps.LastHandshake, ps.Endpoint, ps.RxBytes, ps.TxBytes

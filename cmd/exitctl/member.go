@@ -341,6 +341,11 @@ func writeMemberDetails(w io.Writer, m control.Member, now time.Time) {
 	fmt.Fprintf(tw, "rate cap\t%s\nlast handshake\t%s\nendpoint\t%s\nrx / tx\t%s / %s\nrate now\tdown %s, up %s\n",
 		limit, agoAt(m.LastHandshake, now), dash(m.Endpoint), bytesHuman(m.RxBytes), bytesHuman(m.TxBytes),
 		bitsHuman(m.TxRate), bitsHuman(m.RxRate))
+	key := "held by the member only"
+	if m.KeyKept {
+		key = "KEPT on this node (--keep-key): readable by every user allowed on the control socket; remove and re-add the member to change that"
+	}
+	fmt.Fprintf(tw, "private key\t%s\n", key)
 	tw.Flush()
 }
 
