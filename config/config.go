@@ -39,6 +39,8 @@ type Config struct {
 	Scheduler      Scheduler `toml:"scheduler"`
 	Members        Members   `toml:"members"`
 	Metrics        Metrics   `toml:"metrics"`
+	DNS            DNS       `toml:"dns"`
+	SOCKS          SOCKS     `toml:"socks"`
 	Log            Log       `toml:"log"`
 
 	// Path is the file the config was read from ("" for an embedded one).

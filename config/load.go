@@ -106,6 +106,10 @@ func knownKeys() []string {
 		"control.group", "scheduler.discipline", "scheduler.egress_rate",
 		"scheduler.ingress_rate", "scheduler.byte_limit", "scheduler.packet_limit",
 		"members.address_quarantine", "metrics.listen", "metrics.sample_interval", "log.level",
+		"dns.enabled", "dns.upstreams", "dns.cache_entries", "dns.member_qps", "dns.member_burst",
+		"dns.rebind_protection", "dns.blocklist", "dns.capture",
+		"socks.enabled", "socks.max_sessions", "socks.connect_rate", "socks.connect_burst",
+		"socks.idle_timeout", "socks.listen",
 	}
 }
 

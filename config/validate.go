@@ -82,6 +82,12 @@ func (c *Config) finish() error {
 	case d < time.Second || d > time.Hour:
 		return bad("metrics.sample_interval", "must be 1s to 1h, got %s", d)
 	}
+	if err := c.DNS.finish(); err != nil {
+		return err
+	}
+	if err := c.SOCKS.finish(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "":
 		c.Log.Level = "info"
