@@ -30,11 +30,8 @@ func ClientConfig(m Member, n Node) string {
 		b.WriteString(">\n")
 	}
 	var addrs []string
-	if m.IPv4.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(m.IPv4, 32).String())
-	}
-	if m.IPv6.IsValid() {
-		addrs = append(addrs, netip.PrefixFrom(m.IPv6, 128).String())
+	for _, p := range m.Prefixes() {
+		addrs = append(addrs, p.String())
 	}
 	fmt.Fprintf(&b, "Address = %s\n", strings.Join(addrs, ", "))
 	if len(n.DNS) > 0 {

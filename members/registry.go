@@ -50,6 +50,7 @@ type Registry struct {
 	mu      sync.RWMutex
 	byKey   map[keys.Key]*Member
 	byLabel map[string]*Member
+	byIndex map[uint32]*Member
 	alloc   *allocator
 }
 
@@ -70,7 +71,7 @@ func Open(path string, opts Options) (*Registry, error) {
 	}
 	r := &Registry{
 		db: db, now: opts.Now, rand: opts.Rand, keys: keyStore{opts.KeyDir},
-		byKey: map[keys.Key]*Member{}, byLabel: map[string]*Member{},
+		byKey: map[keys.Key]*Member{}, byLabel: map[string]*Member{}, byIndex: map[uint32]*Member{},
 		alloc: newAllocator(newPlan(opts.Prefix4, opts.Prefix6), opts.Quarantine),
 	}
 	migrated, err := r.load()
@@ -167,6 +168,7 @@ func (r *Registry) load() (migrated int, err error) {
 				m.PrivateKey = &priv
 			}
 			r.byKey[m.PublicKey] = m
+			r.byIndex[m.Index] = m
 			r.byLabel[m.Label] = m
 			r.alloc.used[m.Index] = true
 			delete(r.alloc.freed, m.Index)
@@ -277,6 +279,7 @@ func (r *Registry) AddBatch(reqs []AddRequest) ([]Member, error) {
 	for i := range out {
 		m := out[i]
 		r.byKey[m.PublicKey] = &m
+		r.byIndex[m.Index] = &m
 		r.byLabel[m.Label] = &m
 	}
 	return out, nil
@@ -405,6 +408,7 @@ func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
 	}
 	for _, m := range out {
 		delete(r.byKey, m.PublicKey)
+		delete(r.byIndex, m.Index)
 		delete(r.byLabel, m.Label)
 		r.alloc.release(m.Index, now)
 		r.keys.remove(m.PublicKey) // committed: a leftover file is only garbage, readable by root alone
@@ -497,4 +501,20 @@ func (r *Registry) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.byKey)
+}
+
+// ByAddr returns the enabled or disabled member whose inner IPv4 or IPv6
+// address is a (the SOCKS proxy and the resolver identify members by the
+// tunnel source address WireGuard authenticated).
+func (r *Registry) ByAddr(a netip.Addr) (Member, bool) {
+	i, ok := r.alloc.plan.indexOf(a.Unmap())
+	if !ok {
+		return Member{}, false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if m, ok := r.byIndex[i]; ok {
+		return *m, true
+	}
+	return Member{}, false
 }

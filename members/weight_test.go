@@ -54,3 +54,32 @@ func TestPrefixes(t *testing.T) {
 		t.Fatalf("none: %v", got)
 	}
 }
+
+func TestByAddr(t *testing.T) {
+	r, err := Open(filepath.Join(t.TempDir(), "m.db"), Options{
+		Prefix4: netip.MustParsePrefix("10.99.0.0/24"), Prefix6: netip.MustParsePrefix("fd00:99::/64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ms, err := r.AddBatch([]AddRequest{{Label: "a"}, {Label: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{ms[1].IPv4, ms[1].IPv6, netip.AddrFrom16(ms[1].IPv4.As16())} {
+		if m, ok := r.ByAddr(a); !ok || m.Label != "b" {
+			t.Errorf("ByAddr(%s) = %q %v", a, m.Label, ok)
+		}
+	}
+	for _, a := range []string{"10.99.0.1", "10.99.0.9", "192.0.2.1", "fd00:99::1"} {
+		if m, ok := r.ByAddr(netip.MustParseAddr(a)); ok {
+			t.Errorf("ByAddr(%s) found %q", a, m.Label)
+		}
+	}
+	if _, err := r.RemoveBatch([]string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.ByAddr(ms[1].IPv4); ok {
+		t.Error("removed member still found by address")
+	}
+}

@@ -90,7 +90,7 @@ func TestMetricNames(t *testing.T) {
 		"exitd_sched_queue_bytes", "exitd_sched_queue_packets", "exitd_sched_queue_limit_bytes", "exitd_sched_queue_limit_packets",
 		"exitd_sched_backlogged_members", "exitd_sched_backlogged_flows", "exitd_sched_sent_packets_total",
 		"exitd_sched_sent_bytes_total", "exitd_sched_dropped_packets_total", "exitd_sched_ce_marked_packets_total",
-		"exitd_sched_pacer_rate_bits", "exitd_sched_inflight_bytes", "exitd_sched_inflight_limit_bytes",
+		"exitd_sched_pacer_rate_bytes", "exitd_sched_inflight_bytes", "exitd_sched_inflight_limit_bytes",
 		"exitd_sched_tun_errors_total", "exitd_sched_info", "exitd_sched_sojourn_seconds",
 		"exitd_nft_dropped_packets_total", "exitd_nft_dropped_bytes_total", "exitd_nft_table_present",
 		"exitd_udp_errors_total", "exitd_link_bytes_total", "exitd_link_dropped_packets_total", "exitd_link_errors_total",
@@ -150,16 +150,16 @@ func TestSchedCollectorValues(t *testing.T) {
 	c := NewSchedCollector(fakeSched{ok: true, s: SchedStats{Discipline: "srr", EgressRate: 8e6,
 		Down: SchedDir{QueuedBytes: 1500, OverflowDrops: 2}}}, tb, testBounds())
 	const want = `
-# HELP exitd_sched_pacer_rate_bits Configured pacer rate in bits per second; 0 means unpaced.
-# TYPE exitd_sched_pacer_rate_bits gauge
-exitd_sched_pacer_rate_bits{direction="down"} 8e+06
-exitd_sched_pacer_rate_bits{direction="up"} 0
+# HELP exitd_sched_pacer_rate_bytes Configured pacer rate in bytes per second (Prometheus base unit; exitctl shows bits/s); 0 means unpaced.
+# TYPE exitd_sched_pacer_rate_bytes gauge
+exitd_sched_pacer_rate_bytes{direction="down"} 1e+06
+exitd_sched_pacer_rate_bytes{direction="up"} 0
 # HELP exitd_sched_queue_bytes Bytes queued in the scheduler now (down: toward members).
 # TYPE exitd_sched_queue_bytes gauge
 exitd_sched_queue_bytes{direction="down"} 1500
 exitd_sched_queue_bytes{direction="up"} 0
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "exitd_sched_pacer_rate_bits", "exitd_sched_queue_bytes"); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "exitd_sched_pacer_rate_bytes", "exitd_sched_queue_bytes"); err != nil {
 		t.Fatal(err)
 	}
 	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "exitd_sched_sojourn_seconds")

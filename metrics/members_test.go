@@ -260,7 +260,7 @@ func TestSchedCollectorLabelSets(t *testing.T) {
 		`exitd_sched_queue_packets{direction="up"} 8`,
 		`exitd_sched_queue_limit_bytes{direction="up"} 1.048576e+06`,
 		`exitd_sched_queue_limit_packets{direction="up"} 1000`,
-		`exitd_sched_pacer_rate_bits{direction="up"} 1.6e+07`,
+		`exitd_sched_pacer_rate_bytes{direction="up"} 2e+06`,
 		`exitd_sched_inflight_bytes 100`,
 		`exitd_sched_inflight_limit_bytes 200`,
 		`exitd_sched_tun_errors_total{op="read"} 11`,

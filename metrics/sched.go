@@ -68,7 +68,7 @@ func NewSchedCollector(src SchedSource, t *Table, bounds []time.Duration) promet
 	c.sentBytes = prometheus.NewDesc("exitd_sched_sent_bytes_total", "On-wire bytes the scheduler handed on.", dir, nil)
 	c.drops = prometheus.NewDesc("exitd_sched_dropped_packets_total", "Packets the scheduler dropped, by direction and reason (overflow: queue limit; codel: queue delay; oversize: larger than wireguard-go's buffer).", []string{"direction", "reason"}, nil)
 	c.marks = prometheus.NewDesc("exitd_sched_ce_marked_packets_total", "Packets marked ECN CE instead of dropped.", dir, nil)
-	c.pacer = prometheus.NewDesc("exitd_sched_pacer_rate_bits", "Configured pacer rate in bits per second; 0 means unpaced.", dir, nil)
+	c.pacer = prometheus.NewDesc("exitd_sched_pacer_rate_bytes", "Configured pacer rate in bytes per second (Prometheus base unit; exitctl shows bits/s); 0 means unpaced.", dir, nil)
 	c.inflight = prometheus.NewDesc("exitd_sched_inflight_bytes", "Download bytes handed to wireguard-go and not yet sent on the UDP socket.", nil, nil)
 	c.inflightLimit = prometheus.NewDesc("exitd_sched_inflight_limit_bytes", "The bound on in-flight download bytes.", nil, nil)
 	c.errors = prometheus.NewDesc("exitd_sched_tun_errors_total", "TUN read and write errors seen by the scheduler.", []string{"op"}, nil)
@@ -113,7 +113,7 @@ func (c *schedCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.drops, d.s.OverflowDrops, d.name, "overflow")
 		counter(c.drops, d.s.CoDelDrops, d.name, "codel")
 		counter(c.marks, d.s.CEMarks, d.name)
-		gauge(c.pacer, float64(d.rate), d.name)
+		gauge(c.pacer, float64(d.rate)/8, d.name)
 	}
 	counter(c.drops, s.OversizeDrops, "down", "oversize")
 	gauge(c.inflight, float64(s.InflightBytes))
