@@ -73,11 +73,14 @@ type Options struct {
 	// source address). nil: unlimited.
 	UploadLimit func(member string) (bitsPerSecond uint64)
 
-	MaxSessions      int     // concurrent sessions per member or source
-	ConnectRate      float64 // sessions per second per member or source
-	ConnectBurst     int
-	IdleTimeout      time.Duration // TCP relay with no data either way
-	UDPIdleTimeout   time.Duration // UDP association with no datagram
+	MaxSessions    int     // concurrent sessions per member or source
+	ConnectRate    float64 // sessions per second per member or source
+	ConnectBurst   int
+	IdleTimeout    time.Duration // TCP relay with no data either way
+	UDPIdleTimeout time.Duration // UDP association with no datagram
+	// UDPPorts is the range UDP ASSOCIATE relay sockets bind in (so a
+	// firewall can open exactly it to clients); zero means any port.
+	UDPPorts         [2]uint16
 	HandshakeTimeout time.Duration // greeting, auth and request
 	ConnectTimeout   time.Duration // resolution plus dial
 }
@@ -158,6 +161,9 @@ func New(opts Options) (*Server, error) {
 		opts.IdleTimeout < 0 || opts.UDPIdleTimeout < 0 ||
 		opts.HandshakeTimeout < 0 || opts.ConnectTimeout < 0 {
 		return nil, errors.New("socks: negative limit or timeout")
+	}
+	if r := opts.UDPPorts; r != [2]uint16{} && (r[0] == 0 || r[1] < r[0]) {
+		return nil, fmt.Errorf("socks: UDP port range %d-%d is empty", r[0], r[1])
 	}
 	setDefault(&opts.MaxSessions, DefaultMaxSessions)
 	setDefault(&opts.ConnectRate, DefaultConnectRate)

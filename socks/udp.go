@@ -18,6 +18,8 @@ package socks
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"time"
@@ -46,7 +48,7 @@ type nameEntry struct {
 
 func (ss *session) associate(src netip.AddrPort, hint addr, uploadLimit uint64) {
 	s := ss.srv
-	pc, err := net.ListenUDP("udp", nil)
+	pc, err := s.listenUDP()
 	if err != nil {
 		s.log.Warn("udp associate: listen", "err", err)
 		ss.reply(replyGeneralFailure, netip.AddrPort{})
@@ -198,4 +200,24 @@ func (a *udpAssoc) resolve(name string) netip.Addr {
 	}
 	a.names[name] = nameEntry{ip: ip, expires: now.Add(nameTTL)}
 	return ip
+}
+
+// listenUDP opens a relay socket: any port, or one in Options.UDPPorts,
+// starting at a random one.
+func (s *Server) listenUDP() (*net.UDPConn, error) {
+	r := s.opts.UDPPorts
+	if r == [2]uint16{} {
+		return net.ListenUDP("udp", nil)
+	}
+	n := int(r[1]-r[0]) + 1
+	start := rand.IntN(n)
+	var err error
+	for i := range n {
+		port := int(r[0]) + (start+i)%n
+		var pc *net.UDPConn
+		if pc, err = net.ListenUDP("udp", &net.UDPAddr{Port: port}); err == nil {
+			return pc, nil
+		}
+	}
+	return nil, fmt.Errorf("socks: no free UDP port in %d-%d: %w", r[0], r[1], err)
 }

@@ -184,3 +184,25 @@ func TestUDPIdleTimeout(t *testing.T) {
 	}
 	waitFor(t, "association end", func() bool { return s.Stats().SessionsActive == 0 })
 }
+
+// TestUDPPortRange: relay sockets bind inside Options.UDPPorts, so a
+// firewall can open exactly that range; an empty range is refused.
+func TestUDPPortRange(t *testing.T) {
+	echo4 := udpEcho(t, lo4)
+	opts := testOptions()
+	opts.UDPPorts = [2]uint16{41000, 41009}
+	_, px := startServer(t, opts, tunnelCfg, false)
+	for range 3 {
+		_, relay, uc := associate(t, px, addr{ip: netip.IPv4Unspecified()})
+		if p := relay.Port(); p < 41000 || p > 41009 {
+			t.Fatalf("relay port %d outside 41000-41009", p)
+		}
+		sendVia(t, uc, relay, 0, ipAddr(echo4), "in range")
+		recvVia(t, uc, relay, echo4, "in range")
+	}
+	bad := testOptions()
+	bad.UDPPorts = [2]uint16{5000, 4000}
+	if _, err := New(bad); err == nil {
+		t.Fatal("empty UDP port range accepted")
+	}
+}
