@@ -24,6 +24,9 @@ const (
 	DefaultQuarantine = 24 * time.Hour
 	// DefaultSampleInterval is the Dante report's 15 s.
 	DefaultSampleInterval = 15 * time.Second
+	// DefaultMetricsListen is where /metrics is served when [metrics]
+	// listen is empty or absent; MetricsOff turns the endpoint off.
+	DefaultMetricsListen = "127.0.0.1:9586"
 )
 
 // Config is the whole file. Field tags are the TOML names operators write;
@@ -105,10 +108,20 @@ type WAN struct {
 
 // Filter is the leak and isolation policy.
 type Filter struct {
-	MemberIsolation *bool    `toml:"member_isolation"`
-	Block           []string `toml:"block"`
+	MemberIsolation *bool `toml:"member_isolation"`
+	// Block adds destinations (prefixes or addresses) members must not
+	// reach to the built-in deny list (private, loopback, link-local,
+	// multicast, NAT64, the clouds' metadata addresses, the WAN's own
+	// connected prefixes).
+	Block []string `toml:"block"`
+	// Allow punches holes into the deny list (built-ins and Block), for a
+	// neighbour members must reach. It may not open loopback (127.0.0.0/8,
+	// ::1) or the member prefixes.
+	Allow []string `toml:"allow"`
 
+	// Blocked and Allowed are Block and Allow parsed, host bits cleared.
 	Blocked []netip.Prefix `toml:"-"`
+	Allowed []netip.Prefix `toml:"-"`
 }
 
 // Isolation reports whether members are kept from reaching each other
@@ -142,8 +155,9 @@ type Members struct {
 
 // Metrics is the Prometheus endpoint and the load report's sampler.
 type Metrics struct {
-	// Listen is host:port for /metrics; empty means 127.0.0.1:9586 (a busy
-	// default only warns), "off" serves nothing.
+	// Listen is host:port for /metrics. Empty (the default) means
+	// DefaultMetricsListen, 127.0.0.1:9586, where a busy port only warns;
+	// MetricsOff ("off") serves nothing. An empty listen is not "off".
 	Listen string `toml:"listen"`
 	// SampleInterval is the load report's sampling period (default 15s).
 	SampleInterval Duration `toml:"sample_interval"`
@@ -151,6 +165,19 @@ type Metrics struct {
 
 // MetricsOff is the [metrics] listen value that disables the endpoint.
 const MetricsOff = "off"
+
+// Address is where /metrics is served ("" when off) and whether the
+// operator chose it: an explicit address that cannot be bound fails the
+// start, the default only warns.
+func (m Metrics) Address() (addr string, explicit bool) {
+	switch m.Listen {
+	case MetricsOff:
+		return "", false
+	case "":
+		return DefaultMetricsListen, false
+	}
+	return m.Listen, true
+}
 
 // Log is the daemon's logging.
 type Log struct {

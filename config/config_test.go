@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ snat_ports = "1024-65535"
 [filter]
 member_isolation = false
 block = ["192.0.2.0/24", "2001:db8:dead::/48", "203.0.113.7"]
+allow = ["192.168.7.0/24", "203.0.113.9", "fd00:7::1/64"]
 [control]
 socket = "/run/x/c.sock"
 [scheduler]
@@ -98,6 +100,10 @@ level = "DEBUG"
 	}
 	if len(c.Filter.Blocked) != 3 || c.Filter.Blocked[2] != netip.MustParsePrefix("203.0.113.7/32") {
 		t.Errorf("blocked %v", c.Filter.Blocked)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24"), netip.MustParsePrefix("203.0.113.9/32"),
+		netip.MustParsePrefix("fd00:7::/64")}; !slices.Equal(c.Filter.Allowed, want) {
+		t.Errorf("allowed %v, want %v", c.Filter.Allowed, want)
 	}
 	if c.Scheduler.Egress != 95_000_000 || c.Scheduler.Ingress != 80_000_000 {
 		t.Errorf("rates %d %d", c.Scheduler.Egress, c.Scheduler.Ingress)
@@ -138,6 +144,15 @@ func TestErrors(t *testing.T) {
 		{"ports", minimal + "nat = \"snat\"\nsnat_pool = \"198.51.100.1\"\nsnat_ports = \"9-2\"\n", 10, "wan.snat_ports", "ends before"},
 		{"pool without snat", minimal + "snat_pool = \"198.51.100.1\"\n", 8, "wan.snat_pool", "only used"},
 		{"block", minimal + "[filter]\nblock = [\"nope\"]\n", 9, "filter.block", "192.0.2.0/24"},
+		{"block v4-mapped", minimal + "[filter]\nblock = [\"::ffff:10.0.0.0/104\"]\n", 9, "filter.block", "write it as IPv4"},
+		{"allow", minimal + "[filter]\nallow = [\"192.168.1.0/33\"]\n", 9, "filter.allow", "192.0.2.0/24"},
+		{"allow zone", minimal + "[filter]\nallow = [\"fe80::1%eth0\"]\n", 9, "filter.allow", "want a prefix"},
+		{"allow loopback", minimal + "[filter]\nallow = [\"127.0.0.53\"]\n", 9, "filter.allow", `"127.0.0.53" would open loopback 127.0.0.0/8`},
+		{"allow ::1", minimal + "[filter]\nallow = [\"::/0\"]\n", 9, "filter.allow", "would open loopback ::1/128"},
+		{"allow all v4", minimal + "[filter]\nallow = [\"0.0.0.0/0\"]\n", 9, "filter.allow", "loopback"},
+		{"allow members", minimal + "[filter]\nallow = [\"10.0.0.0/8\"]\n", 9, "filter.allow", "would open the member prefix 10.99.0.0/16"},
+		{"allow inside members", minimal + "[filter]\nallow = [\"fd00:99::5\"]\n", 9, "filter.allow", "member prefix fd00:99::/64"},
+		{"allow typo", minimal + "[filter]\nalow = [\"192.0.2.1\"]\n", 9, "filter.alow", `did you mean "filter.allow"`},
 		{"endpoint", strings.Replace(minimal, "203.0.113.1:443", "203.0.113.1", 1), 2, "public_endpoint", "host:port"},
 		{"endpoint port", strings.Replace(minimal, "203.0.113.1:443", "x:0", 1), 2, "public_endpoint", "1-65535"},
 		{"rel state", "state_dir = \"var\"\n" + minimal, 1, "state_dir", "absolute"},
@@ -317,5 +332,32 @@ func TestKeysAreCaseSensitive(t *testing.T) {
 	}
 	if got := suggest("wan.nta"); !strings.Contains(got, `"wan.nat"`) {
 		t.Errorf("suggest(wan.nta) = %q, want wan.nat", got)
+	}
+}
+
+// TestMetricsListen pins what [metrics] listen means: empty (or absent) is
+// the default loopback address, not off; "off" is off.
+func TestMetricsListen(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		addr      string
+		explicit  bool
+	}{
+		{"absent", minimal, "127.0.0.1:9586", false},
+		{"empty", minimal + "[metrics]\nlisten = \"\"\n", "127.0.0.1:9586", false},
+		{"off", minimal + "[metrics]\nlisten = \"off\"\n", "", false},
+		{"explicit", minimal + "[metrics]\nlisten = \"[::1]:9100\"\n", "[::1]:9100", true},
+		{"explicit default", minimal + "[metrics]\nlisten = \"127.0.0.1:9586\"\n", "127.0.0.1:9586", true},
+	} {
+		c, err := Parse("m.toml", []byte(tc.src))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if addr, explicit := c.Metrics.Address(); addr != tc.addr || explicit != tc.explicit {
+			t.Errorf("%s: Address() = %q, %v; want %q, %v", tc.name, addr, explicit, tc.addr, tc.explicit)
+		}
+	}
+	if DefaultMetricsListen != "127.0.0.1:9586" {
+		t.Errorf("DefaultMetricsListen = %q: docs/observability.md and the packaged config say 127.0.0.1:9586", DefaultMetricsListen)
 	}
 }

@@ -47,7 +47,7 @@ func (c *Config) finish() error {
 	if err := c.WAN.finish(); err != nil {
 		return err
 	}
-	if err := c.Filter.finish(); err != nil {
+	if err := c.Filter.finish(c.Tunnel); err != nil {
 		return err
 	}
 	if c.Control.Socket == "" {
@@ -207,20 +207,47 @@ func (w *WAN) finish() error {
 	return nil
 }
 
-func (f *Filter) finish() error {
-	f.Blocked = f.Blocked[:0]
-	for _, s := range f.Block {
+func (f *Filter) finish(t Tunnel) error {
+	var err error
+	if f.Blocked, err = parsePrefixes("filter.block", f.Block); err != nil {
+		return err
+	}
+	if f.Allowed, err = parsePrefixes("filter.allow", f.Allow); err != nil {
+		return err
+	}
+	closed := append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, t.Prefixes()...)
+	for i, p := range f.Allowed {
+		for _, c := range closed {
+			if p.Overlaps(c) {
+				what := "the member prefix"
+				if c.Addr().IsLoopback() {
+					what = "loopback"
+				}
+				return bad("filter.allow", "%q would open %s %s; allow may not", f.Allow[i], what, c)
+			}
+		}
+	}
+	return nil
+}
+
+// parsePrefixes reads prefixes or single addresses, clearing host bits.
+func parsePrefixes(key string, ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return bad("filter.block", "want a prefix such as 192.0.2.0/24, got %q", s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, bad(key, "want a prefix such as 192.0.2.0/24, got %q", s)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		f.Blocked = append(f.Blocked, p.Masked())
+		if p.Addr().Is4In6() {
+			return nil, bad(key, "%q is an IPv4-mapped IPv6 prefix; write it as IPv4", s)
+		}
+		out = append(out, p.Masked())
 	}
-	return nil
+	return out, nil
 }
 
 // Rate limits the scheduler accepts, in bits per second.

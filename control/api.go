@@ -129,7 +129,18 @@ type Status struct {
 	TxBytes          uint64            `json:"tx_bytes"`
 	NATPresent       bool              `json:"nat_present"`
 	Drops            map[string]uint64 `json:"drops,omitempty"`
-	Warnings         []string          `json:"warnings,omitempty"`
+	// Services inside the tunnel; nil when off.
+	DNS      *ServiceStatus `json:"dns,omitempty"`
+	SOCKS    *ServiceStatus `json:"socks,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// ServiceStatus is one service at the gateway addresses.
+type ServiceStatus struct {
+	Listen []string `json:"listen"`
+	// Summary is one human line of its figures (queries, cache hits,
+	// upstreams; sessions, refusals).
+	Summary string `json:"summary"`
 }
 
 // ErrorBody is every non-2xx response.

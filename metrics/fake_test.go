@@ -70,13 +70,15 @@ type fakeSched struct {
 func (f fakeSched) SchedStats() (SchedStats, bool) { return f.s, f.ok }
 
 type fakeNAT struct {
-	drops   map[string]NATCounter
-	present bool
-	err     error
+	drops    map[string]NATCounter
+	present  bool
+	err      error
+	restored uint64
 }
 
 func (f fakeNAT) NATDrops() (map[string]NATCounter, error) { return f.drops, f.err }
 func (f fakeNAT) NATPresent() (bool, error)                { return f.present, nil }
+func (f fakeNAT) NATRestorations() uint64                  { return f.restored }
 
 type fakeHost struct{ s HostStats }
 

@@ -331,10 +331,10 @@ func TestNATCollectorTable(t *testing.T) {
 		wantPresent string
 		wantSeries  int
 	}{
-		{"absent table", fakeNAT{present: false}, "exitd_nft_table_present 0", 1},
-		{"present, no counters", fakeNAT{present: true, drops: map[string]NATCounter{}}, "exitd_nft_table_present 1", 1},
+		{"absent table", fakeNAT{present: false}, "exitd_nft_table_present 0", 2},
+		{"present, no counters", fakeNAT{present: true, drops: map[string]NATCounter{}}, "exitd_nft_table_present 1", 2},
 		{"five reasons", fakeNAT{present: true, drops: map[string]NATCounter{"spoof": {}, "leak": {}, "isolation": {}, "input": {}, "forward_policy": {}}},
-			"exitd_nft_table_present 1", 1 + 2*5},
+			"exitd_nft_table_present 1", 2 + 2*5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,20 +17,24 @@ type NATSource interface {
 	NATDrops() (map[string]NATCounter, error)
 	// NATPresent reports whether the table is installed.
 	NATPresent() (bool, error)
+	// NATRestorations counts the times the table was restored after
+	// someone else deleted or edited it.
+	NATRestorations() uint64
 }
 
 type natCollector struct {
-	src                     NATSource
-	packets, bytes, present *prometheus.Desc
+	src                               NATSource
+	packets, bytes, present, restored *prometheus.Desc
 }
 
 // NewNATCollector exports the nftables drop counters.
 func NewNATCollector(src NATSource) prometheus.Collector {
 	r := []string{"reason"}
 	return &natCollector{src: src,
-		packets: prometheus.NewDesc("exitd_nft_dropped_packets_total", "Packets exitd's nftables table dropped, by reason: spoof (source not the member's address), leak (destination blocked: private, metadata, management), isolation (member to member), input (to the node itself), forward_policy (anything else). Replacing the table resets them.", r, nil),
-		bytes:   prometheus.NewDesc("exitd_nft_dropped_bytes_total", "Bytes exitd's nftables table dropped, by reason.", r, nil),
-		present: prometheus.NewDesc("exitd_nft_table_present", "1 if exitd's nftables table is installed; 0 means members' traffic is not NATed or filtered.", nil, nil),
+		packets:  prometheus.NewDesc("exitd_nft_dropped_packets_total", "Packets exitd's nftables table dropped, by reason: spoof (source not the member's address), leak (destination blocked: private, metadata, management), isolation (member to member), input (to the node itself), forward_policy (anything else). Replacing the table resets them.", r, nil),
+		bytes:    prometheus.NewDesc("exitd_nft_dropped_bytes_total", "Bytes exitd's nftables table dropped, by reason.", r, nil),
+		present:  prometheus.NewDesc("exitd_nft_table_present", "1 if exitd's nftables table is installed; 0 means members' traffic is not NATed or filtered.", nil, nil),
+		restored: prometheus.NewDesc("exitd_nft_restorations_total", "Times exitd restored its nftables table after someone else deleted or edited it.", nil, nil),
 	}
 }
 
@@ -38,6 +42,7 @@ func (c *natCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.packets
 	ch <- c.bytes
 	ch <- c.present
+	ch <- c.restored
 }
 
 func (c *natCollector) Collect(ch chan<- prometheus.Metric) {
@@ -48,6 +53,7 @@ func (c *natCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.present, prometheus.GaugeValue, v)
 	}
+	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(c.src.NATRestorations()))
 	drops, err := c.src.NATDrops()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.packets, err)

@@ -47,32 +47,34 @@ func TestBlockRanges(t *testing.T) {
 		v4    bool
 		want  []string
 	}{
-		{"builtin v4", nil, true, []string{
+		{"builtin v4 (metadata addresses inside 100.64/10 and 169.254/16)", nil, true, []string{
 			"0.0.0.0-0.255.255.255", "10.0.0.0-10.255.255.255", "100.64.0.0-100.127.255.255",
-			"127.0.0.0-127.255.255.255", "169.254.0.0-169.254.255.255", "172.16.0.0-172.31.255.255",
-			"192.168.0.0-192.168.255.255", "224.0.0.0-255.255.255.255"}},
+			"127.0.0.0-127.255.255.255", "168.63.129.16-168.63.129.16", "169.254.0.0-169.254.255.255",
+			"172.16.0.0-172.31.255.255", "192.168.0.0-192.168.255.255", "224.0.0.0-255.255.255.255"}},
 		{"builtin v6 (fd00:ec2::254 is inside fc00::/7)", nil, false, []string{
-			"::1-::1", "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+			"::1-::1", "64:ff9b::-64:ff9b::ffff:ffff", "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+			"2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
 			"fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
 			"ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}},
 		{"contained, adjacent and overlapping extras", []netip.Prefix{
 			p("10.1.0.0/16"), p("11.0.0.0/8"), p("100.0.0.0/9"), p("2001:db8::/32")}, true, []string{
 			"0.0.0.0-0.255.255.255", "10.0.0.0-11.255.255.255", "100.0.0.0-100.127.255.255",
-			"127.0.0.0-127.255.255.255", "169.254.0.0-169.254.255.255", "172.16.0.0-172.31.255.255",
-			"192.168.0.0-192.168.255.255", "224.0.0.0-255.255.255.255"}},
+			"127.0.0.0-127.255.255.255", "168.63.129.16-168.63.129.16", "169.254.0.0-169.254.255.255",
+			"172.16.0.0-172.31.255.255", "192.168.0.0-192.168.255.255", "224.0.0.0-255.255.255.255"}},
 		{"joining v6", []netip.Prefix{p("fe00::/9"), p("198.18.0.0/15")}, false, []string{
-			"::1-::1", "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+			"::1-::1", "64:ff9b::-64:ff9b::ffff:ffff", "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+			"2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
 			"fc00::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}},
 		{"everything", []netip.Prefix{p("0.0.0.0/0")}, true, []string{"0.0.0.0-255.255.255.255"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := blockRanges(tc.extra, tc.v4)
+			rs := NewDenySet(tc.extra, nil).ranges(tc.v4)
 			var got []string
 			for _, r := range rs {
 				got = append(got, r.first.String()+"-"+r.last.String())
 			}
 			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-				t.Errorf("blockRanges =\n%v\nwant\n%v", got, tc.want)
+				t.Errorf("deny ranges =\n%v\nwant\n%v", got, tc.want)
 			}
 			// Against the reference: same membership at every boundary.
 			all := append(builtinBlock4(), builtinBlock6()...)
@@ -124,10 +126,10 @@ func TestComplement(t *testing.T) {
 }
 
 func TestIntervalElements(t *testing.T) {
-	els := intervalElements(blockRanges(nil, true))
-	// 8 ranges, the last open to the top of the address space: 15 elements.
-	if len(els) != 15 {
-		t.Fatalf("%d elements, want 15", len(els))
+	els := intervalElements(NewDenySet(nil, nil).ranges(true))
+	// 9 ranges, the last open to the top of the address space: 17 elements.
+	if len(els) != 17 {
+		t.Fatalf("%d elements, want 17", len(els))
 	}
 	for i, e := range els {
 		if e.IntervalEnd != (i%2 == 1) {
@@ -144,7 +146,7 @@ func TestIntervalElements(t *testing.T) {
 // rule, and return traffic by state. This pins the assumption.
 func TestMemberPrefixesAreBlocked(t *testing.T) {
 	cfg := testCases()[0].cfg
-	if !inRanges(blockRanges(nil, true), cfg.Member4.Addr()) || !inRanges(blockRanges(nil, false), cfg.Member6.Addr()) {
+	if d := NewDenySet(nil, nil); !d.Denied(cfg.Member4.Addr()) || !d.Denied(cfg.Member6.Addr()) {
 		t.Fatal("member prefixes are expected inside the built-in deny sets")
 	}
 }

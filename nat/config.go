@@ -63,6 +63,33 @@ type Config struct {
 	// Block lists extra destinations members must not reach, IPv4 and IPv6
 	// mixed, added to the built-in deny sets.
 	Block []netip.Prefix
+	// WANPrefixes are the WAN interface's own connected prefixes (its
+	// on-link neighbours, the provider's VPC range), blocked like Block.
+	// The caller fills them, e.g. from ConnectedPrefixes(WAN), at start and
+	// on every reload.
+	WANPrefixes []netip.Prefix
+	// ServiceTCP are extra TCP ports, and ServiceUDP extra UDP port ranges,
+	// on the gateway addresses members may reach besides DNS (53) and
+	// echo: the SOCKS proxy and its UDP relay range. Only from Tun.
+	ServiceTCP []uint16
+	ServiceUDP [][2]uint16
+	// CaptureDNS redirects members' plain DNS (UDP and TCP port 53) to any
+	// destination but the gateway to the gateway's resolver (DNAT in a
+	// prerouting chain), so a client that ignores its DNS line does not
+	// leak names either. DNS over TLS/HTTPS is not touched.
+	CaptureDNS bool
+	// Allow punches holes into the deny set (built-ins, Block and
+	// WANPrefixes), for an operator who wants a neighbour reachable. It may
+	// not open loopback or the member prefixes.
+	Allow []netip.Prefix
+}
+
+// DenySet is the deny set this config's ruleset enforces: the built-in
+// lists plus Block and WANPrefixes, minus Allow. User-space forwarders
+// (SOCKS, DNS) take its Denied method so they agree with the kernel.
+func (c Config) DenySet() *DenySet {
+	block := append(append([]netip.Prefix(nil), c.Block...), c.WANPrefixes...)
+	return NewDenySet(block, c.Allow)
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.
@@ -105,6 +132,16 @@ func (c Config) validate() error {
 	if err := validMember("member6", c.Member6, c.Gateway6, false); err != nil {
 		return err
 	}
+	for _, p := range c.ServiceTCP {
+		if p == 0 || p == 53 {
+			return fmt.Errorf("service TCP port %d: want 1-65535, not 53 (always open)", p)
+		}
+	}
+	for _, r := range c.ServiceUDP {
+		if r[0] == 0 || r[1] < r[0] {
+			return fmt.Errorf("service UDP range %d-%d is empty", r[0], r[1])
+		}
+	}
 	switch c.Mode {
 	case Masquerade:
 		if c.Pool4 != ([2]netip.Addr{}) || c.Pool6 != ([2]netip.Addr{}) || c.Ports != ([2]uint16{}) {
@@ -135,16 +172,40 @@ func (c Config) validate() error {
 	default:
 		return fmt.Errorf("unknown mode %d", int(c.Mode))
 	}
-	for _, p := range c.Block {
-		if !p.IsValid() {
-			return errors.New("block: invalid prefix")
+	for _, list := range []struct {
+		what string
+		ps   []netip.Prefix
+	}{{"block", c.Block}, {"wan prefix", c.WANPrefixes}, {"allow", c.Allow}} {
+		// An invalid WAN prefix is how a caller that could not read the
+		// WAN's connected prefixes fails closed.
+		for _, p := range list.ps {
+			if err := validPrefix(list.what, p); err != nil {
+				return err
+			}
 		}
-		if p.Addr().Is4In6() {
-			return fmt.Errorf("block %s: IPv4-mapped IPv6 prefix; write it as IPv4", p)
+	}
+	for _, p := range c.Allow {
+		for _, closed := range []struct {
+			what string
+			p    netip.Prefix
+		}{{"loopback", loopback4}, {"loopback", loopback6}, {"member4", c.Member4}, {"member6", c.Member6}} {
+			if closed.p.IsValid() && p.Overlaps(closed.p) {
+				return fmt.Errorf("allow %s: would open %s %s", p, closed.what, closed.p)
+			}
 		}
-		if p != p.Masked() {
-			return fmt.Errorf("block %s: host bits set (did you mean %s?)", p, p.Masked())
-		}
+	}
+	return nil
+}
+
+func validPrefix(what string, p netip.Prefix) error {
+	if !p.IsValid() {
+		return fmt.Errorf("%s: invalid prefix", what)
+	}
+	if p.Addr().Is4In6() {
+		return fmt.Errorf("%s %s: IPv4-mapped IPv6 prefix; write it as IPv4", what, p)
+	}
+	if p != p.Masked() {
+		return fmt.Errorf("%s %s: host bits set (did you mean %s?)", what, p, p.Masked())
 	}
 	return nil
 }

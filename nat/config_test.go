@@ -29,6 +29,12 @@ func TestValidate(t *testing.T) {
 		{"15-byte interface", func(c *Config) { c.Tun = "abcdefghijklmno" }, good, ""},
 		{"extra blocks", func(c *Config) { c.Block = []netip.Prefix{p("198.18.0.0/15"), p("64:ff9b::/96")} }, good, ""},
 		{"single-port snat", func(c *Config) { c.Ports = [2]uint16{4000, 4000} }, snat, ""},
+		{"services", func(c *Config) {
+			c.ServiceTCP, c.ServiceUDP, c.CaptureDNS = []uint16{1080}, [][2]uint16{{40000, 40999}}, true
+		}, good, ""},
+		{"service port 0", func(c *Config) { c.ServiceTCP = []uint16{0} }, good, "service TCP port 0"},
+		{"service port 53", func(c *Config) { c.ServiceTCP = []uint16{53} }, good, "not 53"},
+		{"empty UDP range", func(c *Config) { c.ServiceUDP = [][2]uint16{{5000, 4000}} }, good, "is empty"},
 
 		{"empty tun", func(c *Config) { c.Tun = "" }, good, "tun: empty interface name"},
 		{"empty wan", func(c *Config) { c.WAN = "" }, good, "wan: empty interface name"},
@@ -70,6 +76,17 @@ func TestValidate(t *testing.T) {
 		{"block invalid", func(c *Config) { c.Block = []netip.Prefix{{}} }, good, "block: invalid prefix"},
 		{"block host bits", func(c *Config) { c.Block = []netip.Prefix{p("198.18.0.1/15")} }, good, "host bits set"},
 		{"block v4-mapped", func(c *Config) { c.Block = []netip.Prefix{p("::ffff:1.2.3.0/120")} }, good, "IPv4-mapped"},
+		{"wan prefixes", func(c *Config) { c.WANPrefixes = []netip.Prefix{p("203.0.113.0/24"), p("2001:db8:1::/64")} }, good, ""},
+		{"wan prefix host bits", func(c *Config) { c.WANPrefixes = []netip.Prefix{p("203.0.113.1/24")} }, good, "wan prefix 203.0.113.1/24: host bits set"},
+		{"wan prefix invalid", func(c *Config) { c.WANPrefixes = []netip.Prefix{{}} }, good, "wan prefix: invalid prefix"},
+		{"allow a neighbour", func(c *Config) { c.Allow = []netip.Prefix{p("203.0.113.7/32"), p("192.168.1.0/24"), p("fd00:1::/64")} }, good, ""},
+		{"allow host bits", func(c *Config) { c.Allow = []netip.Prefix{p("192.168.1.1/24")} }, good, "allow 192.168.1.1/24: host bits set"},
+		{"allow v4-mapped", func(c *Config) { c.Allow = []netip.Prefix{p("::ffff:192.168.1.0/120")} }, good, "IPv4-mapped"},
+		{"allow loopback", func(c *Config) { c.Allow = []netip.Prefix{p("127.0.0.53/32")} }, good, "allow 127.0.0.53/32: would open loopback 127.0.0.0/8"},
+		{"allow everything", func(c *Config) { c.Allow = []netip.Prefix{p("0.0.0.0/0")} }, good, "would open loopback"},
+		{"allow ::1", func(c *Config) { c.Allow = []netip.Prefix{p("::/0")} }, good, "would open loopback ::1/128"},
+		{"allow member4", func(c *Config) { c.Allow = []netip.Prefix{p("10.8.3.0/24")} }, good, "allow 10.8.3.0/24: would open member4 10.8.0.0/16"},
+		{"allow around member6", func(c *Config) { c.Allow = []netip.Prefix{p("fd00::/8")} }, good, "would open member6 fd8a:e2d1:5a3c::/64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.base

@@ -2,8 +2,8 @@ package nat
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -16,24 +16,32 @@ import (
 // table, an established member flow would otherwise keep its conntrack entry
 // and could go out un-NATed. Invalid prefixes are ignored.
 func FlushConntrack(netnsFd int, prefixes ...netip.Prefix) (int, error) {
-	var v4, v6 []netlink.CustomConntrackFilter
-	for _, p := range prefixes {
-		if !p.IsValid() {
+	return FlushConntrackTo(netnsFd, prefixes, nil)
+}
+
+// FlushConntrackTo deletes the conntrack entries whose original source lies
+// in one of sources and whose original destination satisfies to (every
+// destination when to is nil), in the network namespace netnsFd (0: the
+// caller's), and returns how many it deleted. Apply uses it to cut member
+// flows to destinations a new deny set blocks (to is then "denied now, not
+// before"). Invalid prefixes are ignored; to sees unmapped addresses.
+func FlushConntrackTo(netnsFd int, sources []netip.Prefix, to func(netip.Addr) bool) (int, error) {
+	f := flowFilter{to: to}
+	var v4, v6 bool
+	for _, p := range sources {
+		a, bits := p.Addr(), p.Bits()
+		if a.Is4In6() {
+			a, bits = a.Unmap(), bits-96
+		}
+		if !p.IsValid() || bits < 0 {
 			continue
 		}
-		p = p.Masked()
-		f := &netlink.ConntrackFilter{}
-		ipnet := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-		if err := f.AddIPNet(netlink.ConntrackOrigSrcIP, ipnet); err != nil {
-			return 0, fmt.Errorf("nat: flush conntrack: %s: %w", p, err)
-		}
-		if p.Addr().Is4() {
-			v4 = append(v4, f)
-		} else {
-			v6 = append(v6, f)
-		}
+		p = netip.PrefixFrom(a, bits).Masked()
+		f.from = append(f.from, p)
+		v4 = v4 || p.Addr().Is4()
+		v6 = v6 || p.Addr().Is6()
 	}
-	if len(v4) == 0 && len(v6) == 0 {
+	if len(f.from) == 0 {
 		return 0, nil
 	}
 	ns := netns.None()
@@ -47,17 +55,43 @@ func FlushConntrack(netnsFd int, prefixes ...netip.Prefix) (int, error) {
 	defer h.Close()
 	total := 0
 	for _, fam := range []struct {
-		family  netlink.InetFamily
-		filters []netlink.CustomConntrackFilter
+		family netlink.InetFamily
+		want   bool
 	}{{unix.AF_INET, v4}, {unix.AF_INET6, v6}} {
-		if len(fam.filters) == 0 {
+		if !fam.want {
 			continue
 		}
-		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam.family, fam.filters...)
+		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam.family, f)
 		total += int(n)
 		if err != nil {
 			return total, fmt.Errorf("nat: flush conntrack: %w", err)
 		}
 	}
 	return total, nil
+}
+
+// flowFilter matches a flow by its original direction: source in one of
+// from, destination accepted by to (any when nil).
+type flowFilter struct {
+	from []netip.Prefix
+	to   func(netip.Addr) bool
+}
+
+var _ netlink.CustomConntrackFilter = flowFilter{}
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+func (f flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	src, ok := netip.AddrFromSlice(flow.Forward.SrcIP)
+	if !ok {
+		return false
+	}
+	src = src.Unmap()
+	if !slices.ContainsFunc(f.from, func(p netip.Prefix) bool { return p.Contains(src) }) {
+		return false
+	}
+	if f.to == nil {
+		return true
+	}
+	dst, ok := netip.AddrFromSlice(flow.Forward.DstIP)
+	return ok && f.to(dst.Unmap())
 }

@@ -4,10 +4,16 @@
 // input filter that keeps members off the exit's own addresses, the TCP MSS
 // clamp, and the named counters that prove each drop.
 //
+// The chains judge only traffic entering or leaving the TUN; other
+// forwarding on the host is left alone. Where members may not go is one
+// DenySet (built-in lists, operator blocks, the WAN's connected prefixes,
+// minus allow holes), shared by the ruleset and by user-space forwarders.
+//
 // The table is replaced atomically in one netlink transaction (AddTable,
 // DelTable, AddTable plus everything, one Flush), removed without touching
-// any other table, and re-applied by Watch when someone else deletes it.
-// FlushConntrack forgets the members' flows at shutdown.
+// any other table, and re-applied by Watch when someone else deletes or
+// edits it. FlushConntrack forgets the members' flows at shutdown;
+// FlushConntrackTo cuts member flows to destinations a new deny set blocks.
 //
 // Concurrency: a Manager serialises Apply, Remove and the re-apply done by
 // Watch on one mutex; Present and Counters only read the kernel.

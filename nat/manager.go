@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -25,9 +28,18 @@ type Options struct {
 	Logger *slog.Logger
 	// ConnOptions are appended to every nftables connection; tests pass
 	// nftables.WithTestDial here. With any set, socket buffers are left
-	// alone (the fake connection has none).
+	// alone (the fake connection has none), and Apply neither snapshots
+	// the table nor flushes conntrack.
 	ConnOptions []nftables.ConnOption
+	// CheckInterval is how often Watch compares the whole table with what
+	// was applied, besides the checks nftables events trigger; 0 means
+	// DefaultCheckInterval, negative turns the periodic check off.
+	CheckInterval time.Duration
 }
+
+// DefaultCheckInterval is Watch's periodic full check: a safety net for
+// events lost to a full socket buffer, cheap (one dump of our table).
+const DefaultCheckInterval = time.Minute
 
 // Counter is a named counter's value. Replacing the table resets it.
 type Counter struct {
@@ -36,17 +48,27 @@ type Counter struct {
 
 // Manager owns one nftables table. Its methods may be called concurrently.
 type Manager struct {
-	netns    int
-	log      *slog.Logger
-	connOpts []nftables.ConnOption
-	fake     bool
+	netns      int
+	log        *slog.Logger
+	connOpts   []nftables.ConnOption
+	fake       bool
+	checkEvery time.Duration
+	// newTicker makes Watch's periodic check (tests inject their own).
+	newTicker func(time.Duration) (<-chan time.Time, func())
+	// flushTo is FlushConntrackTo (tests may replace it).
+	flushTo func(netnsFd int, sources []netip.Prefix, to func(netip.Addr) bool) (int, error)
+
+	restorations atomic.Uint64 // re-applies done by Watch
+	checks       atomic.Uint64 // full checks done by Watch (tests)
 
 	// mu serialises every write to the kernel and guards the fields below.
-	mu      sync.Mutex
-	table   string // the table we own (last applied, or Options.Table)
-	last    Config // last successfully applied config
-	applied bool   // true between a successful Apply and Remove
-	probed  bool   // the kernel accepted an inet NAT chain
+	mu       sync.Mutex
+	table    string     // the table we own (last applied, or Options.Table)
+	last     Config     // last successfully applied config
+	deny     *DenySet   // last.DenySet()
+	expected tableState // the table as dumped right after the last apply; nil if unknown
+	applied  bool       // true between a successful Apply and Remove
+	probed   bool       // the kernel accepted an inet NAT chain
 }
 
 // socketBuffer is what Apply asks for on its netlink socket. A batch larger
@@ -69,14 +91,29 @@ func New(opts Options) (*Manager, error) {
 	if err := validTableName(table); err != nil {
 		return nil, fmt.Errorf("nat: %w: %w", ErrInvalidConfig, err)
 	}
+	every := opts.CheckInterval
+	if every == 0 {
+		every = DefaultCheckInterval
+	}
 	return &Manager{
-		netns:    opts.NetNS,
-		log:      log,
-		connOpts: opts.ConnOptions,
-		fake:     len(opts.ConnOptions) > 0,
-		table:    table,
+		netns:      opts.NetNS,
+		log:        log,
+		connOpts:   opts.ConnOptions,
+		fake:       len(opts.ConnOptions) > 0,
+		checkEvery: every,
+		newTicker: func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		},
+		flushTo: FlushConntrackTo,
+		table:   table,
 	}, nil
 }
+
+// Restorations is how many times Watch has re-applied the table because
+// someone else deleted or edited it. Each is also logged; a rising count
+// means something on the host fights exitd over its table.
+func (m *Manager) Restorations() uint64 { return m.restorations.Load() }
 
 // conn returns a fresh nftables connection; each operation dials its own
 // socket.
@@ -119,19 +156,42 @@ func growBuffers(c *netlink.Conn) error {
 // Apply validates cfg and replaces the table with the ruleset for it in one
 // kernel transaction: packets see either the old table or the new one, never
 // none. Re-applying resets the counters, so call it on change only.
+//
+// When the deny set changes (Block, WANPrefixes or Allow), Apply then
+// deletes the conntrack entries of member flows to destinations that are
+// newly denied: the forward chain accepts established flows before it looks
+// at destinations, so without this they would go on. If that flush fails,
+// the new ruleset stays applied and the error wraps ErrConntrackFlush.
 func (m *Manager) Apply(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("nat: apply ruleset: %w", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old, wasApplied := m.deny, m.applied
 	if err := m.applyLocked(cfg); err != nil {
 		return fmt.Errorf("nat: apply ruleset: %w", err)
 	}
 	m.log.Info("nat: ruleset applied", "table", cfg.table(), "mode", cfg.Mode.String(),
-		"member4", cfg.Member4.String(), "member6", cfg.Member6.String(), "isolation", cfg.Isolation, "extra_blocks", len(cfg.Block))
+		"member4", cfg.Member4.String(), "member6", cfg.Member6.String(), "isolation", cfg.Isolation,
+		"extra_blocks", len(cfg.Block), "wan_prefixes", len(cfg.WANPrefixes), "allow", len(cfg.Allow))
+	if !wasApplied || old == nil || old.Equal(m.deny) || m.fake {
+		return nil
+	}
+	nd := m.deny
+	n, err := m.flushTo(m.netns, []netip.Prefix{cfg.Member4, cfg.Member6}, func(a netip.Addr) bool {
+		return nd.Denied(a) && !old.Denied(a)
+	})
+	if err != nil {
+		return fmt.Errorf("nat: apply ruleset: %w: %w", ErrConntrackFlush, err)
+	}
+	m.log.Info("nat: cut member flows to newly denied destinations", "entries", n)
 	return nil
 }
+
+// ErrConntrackFlush is wrapped by Apply's error when the new ruleset is in
+// place but member flows to newly denied destinations could not be cut.
+var ErrConntrackFlush = errors.New("flush conntrack of newly denied destinations")
 
 func (m *Manager) applyLocked(cfg Config) error {
 	if err := m.probeLocked(); err != nil {
@@ -153,7 +213,18 @@ func (m *Manager) applyLocked(cfg Config) error {
 	if err := c.Flush(); err != nil {
 		return err
 	}
-	m.table, m.last, m.applied = cfg.table(), cfg, true
+	m.table, m.last, m.deny, m.applied = cfg.table(), cfg, cfg.DenySet(), true
+	m.expected = nil
+	if !m.fake {
+		// What Watch compares with. Taken right after the commit; an edit
+		// in between would be taken for ours (a window of microseconds).
+		st, err := m.snapshot(m.table)
+		if err != nil {
+			m.log.Warn("nat: cannot dump the applied table; Watch checks only that it exists", "table", m.table, "err", err)
+		} else {
+			m.expected = st
+		}
+	}
 	return nil
 }
 

@@ -73,11 +73,29 @@ func testCases() []testCase {
 		netip.MustParsePrefix("2001:db8:1::/48"), // inside 2001:db8::/32
 		netip.MustParsePrefix("fe00::/9"),        // joins fc00::/7 and fe80::/10
 	}
+	blocks.WANPrefixes = []netip.Prefix{
+		netip.MustParsePrefix("203.0.113.0/24"),     // the WAN's on-link neighbours
+		netip.MustParsePrefix("2a01:4f8:10:2::/64"), // and its IPv6 link
+		netip.MustParsePrefix("192.0.2.128/25"),     // inside an extra block
+	}
+	blocks.Allow = []netip.Prefix{
+		netip.MustParsePrefix("203.0.113.64/26"),      // a hole in the WAN prefix
+		netip.MustParsePrefix("10.1.2.0/24"),          // inside an extra inside 10/8
+		netip.MustParsePrefix("169.254.0.0/24"),       // at the edge of 169.254/16
+		netip.MustParsePrefix("2a01:4f8:10:2::1/128"), // one neighbour
+		netip.MustParsePrefix("64:ff9b::/97"),         // half of NAT64
+	}
+	services := base
+	services.Table = "exitd_services"
+	services.ServiceTCP = []uint16{1080}
+	services.ServiceUDP = [][2]uint16{{40000, 40999}}
+	services.CaptureDNS = true
 	return []testCase{
 		{"masquerade", base},
 		{"snat", snat},
 		{"isolation_off_v4", open4},
 		{"extra_blocks", blocks},
+		{"services", services},
 	}
 }
 
@@ -93,20 +111,35 @@ func nftCommands(cfg Config) []string {
 		add("add counter %s %s", tbl, c)
 	}
 	// auto-merge lets nft itself merge the overlapping built-in and extra
-	// prefixes, independently of blockRanges.
-	var b4, b6 []string
-	for _, p := range strings.Fields("0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 127.0.0.0/8 169.254.0.0/16 172.16.0.0/12 192.168.0.0/16 224.0.0.0/4 240.0.0.0/4") {
+	// prefixes, independently of the DenySet code. Allow holes are
+	// punched with the reference complement: blocked = gaps(gaps(deny) +
+	// allow), allowed = gaps(blocked).
+	var b4, b6, a4, a6 []string
+	for _, p := range strings.Fields("0.0.0.0/8 10.0.0.0/8 100.64.0.0/10 100.100.100.200/32 127.0.0.0/8 168.63.129.16/32 169.254.0.0/16 169.254.169.253/32 169.254.169.254/32 172.16.0.0/12 192.168.0.0/16 224.0.0.0/4 240.0.0.0/4") {
 		b4 = append(b4, p)
 	}
-	for _, p := range strings.Fields("fc00::/7 fe80::/10 ::1/128 ff00::/8 2001:db8::/32 fd00:ec2::254/128") {
+	for _, p := range strings.Fields("::1/128 64:ff9b::/96 64:ff9b:1::/48 2001:db8::/32 fc00::/7 fd00:ec2::254/128 fe80::/10 ff00::/8") {
 		b6 = append(b6, p)
 	}
-	for _, p := range cfg.Block {
+	for _, p := range append(append([]netip.Prefix(nil), cfg.Block...), cfg.WANPrefixes...) {
 		if p.Addr().Is4() {
 			b4 = append(b4, p.String())
 		} else {
 			b6 = append(b6, p.String())
 		}
+	}
+	for _, p := range cfg.Allow {
+		if p.Addr().Is4() {
+			a4 = append(a4, p.String())
+		} else {
+			a6 = append(a6, p.String())
+		}
+	}
+	if len(a4) > 0 {
+		b4 = gaps(append(gaps(b4, true), a4...), true)
+	}
+	if len(a6) > 0 {
+		b6 = gaps(append(gaps(b6, false), a6...), false)
 	}
 	add("add set %s blocked4 { type ipv4_addr; flags interval; auto-merge; }", tbl)
 	add("add element %s blocked4 { %s }", tbl, strings.Join(b4, ", "))
@@ -117,13 +150,17 @@ func nftCommands(cfg Config) []string {
 	add("add set %s allowed6 { type ipv6_addr; flags interval; auto-merge; }", tbl)
 	add("add element %s allowed6 { %s }", tbl, strings.Join(gaps(b6, false), ", "))
 
-	add("add chain %s fwd_mangle { type filter hook forward priority mangle; policy accept; }", tbl)
-	add("add rule %s fwd_mangle tcp flags syn tcp option maxseg size set rt mtu", tbl)
-
 	tun := fmt.Sprintf("iifname %q", cfg.Tun)
-	add("add chain %s forward { type filter hook forward priority filter; policy drop; }", tbl)
-	add("add rule %s forward ct state established,related accept", tbl)
-	add("add rule %s forward ct state invalid drop", tbl)
+	toTun := fmt.Sprintf("oifname %q", cfg.Tun)
+	add("add chain %s fwd_mangle { type filter hook forward priority mangle; policy accept; }", tbl)
+	add("add rule %s fwd_mangle %s tcp flags syn tcp option maxseg size set rt mtu", tbl, tun)
+	add("add rule %s fwd_mangle %s tcp flags syn tcp option maxseg size set rt mtu", tbl, toTun)
+
+	add("add chain %s forward { type filter hook forward priority filter; policy accept; }", tbl)
+	add("add rule %s forward %s ct state established,related accept", tbl, tun)
+	add("add rule %s forward %s ct state established,related accept", tbl, toTun)
+	add("add rule %s forward %s ct state invalid drop", tbl, tun)
+	add("add rule %s forward %s ct state invalid drop", tbl, toTun)
 	if cfg.Member4.IsValid() {
 		add("add rule %s forward %s ip saddr != %s counter name \"spoof_drop\" drop", tbl, tun, cfg.Member4)
 	} else {
@@ -135,27 +172,38 @@ func nftCommands(cfg Config) []string {
 		add("add rule %s forward %s meta nfproto ipv6 counter name \"spoof_drop\" drop", tbl, tun)
 	}
 	if cfg.Isolation {
-		add("add rule %s forward %s oifname %q counter name \"member_isolation_drop\" drop", tbl, tun, cfg.Tun)
+		add("add rule %s forward %s %s counter name \"member_isolation_drop\" drop", tbl, tun, toTun)
 	} else {
-		add("add rule %s forward %s oifname %q accept", tbl, tun, cfg.Tun)
+		add("add rule %s forward %s %s accept", tbl, tun, toTun)
 	}
 	add("add rule %s forward %s ip daddr @blocked4 counter name \"leak_drop\" drop", tbl, tun)
 	add("add rule %s forward %s ip6 daddr @blocked6 counter name \"leak_drop\" drop", tbl, tun)
 	add("add rule %s forward %s oifname %q ip daddr @allowed4 accept", tbl, tun, cfg.WAN)
 	add("add rule %s forward %s oifname %q ip6 daddr @allowed6 accept", tbl, tun, cfg.WAN)
-	add("add rule %s forward counter name \"fwd_policy_drop\" drop", tbl)
+	add("add rule %s forward %s counter name \"fwd_policy_drop\" drop", tbl, tun)
+	add("add rule %s forward %s counter name \"fwd_policy_drop\" drop", tbl, toTun)
 
 	add("add chain %s input { type filter hook input priority filter; policy accept; }", tbl)
 	add("add rule %s input %s ct state established,related accept", tbl, tun)
+	services := func(family string, gw netip.Addr) {
+		for _, p := range cfg.ServiceTCP {
+			add("add rule %s input %s %s daddr %s tcp dport %d accept", tbl, tun, family, gw, p)
+		}
+		for _, r := range cfg.ServiceUDP {
+			add("add rule %s input %s %s daddr %s udp dport %d-%d accept", tbl, tun, family, gw, r[0], r[1])
+		}
+	}
 	if cfg.Gateway4.IsValid() {
 		add("add rule %s input %s ip daddr %s udp dport 53 accept", tbl, tun, cfg.Gateway4)
 		add("add rule %s input %s ip daddr %s tcp dport 53 accept", tbl, tun, cfg.Gateway4)
 		add("add rule %s input %s ip daddr %s icmp type echo-request accept", tbl, tun, cfg.Gateway4)
+		services("ip", cfg.Gateway4)
 	}
 	if cfg.Gateway6.IsValid() {
 		add("add rule %s input %s ip6 daddr %s udp dport 53 accept", tbl, tun, cfg.Gateway6)
 		add("add rule %s input %s ip6 daddr %s tcp dport 53 accept", tbl, tun, cfg.Gateway6)
 		add("add rule %s input %s ip6 daddr %s icmpv6 type echo-request accept", tbl, tun, cfg.Gateway6)
+		services("ip6", cfg.Gateway6)
 	}
 	if cfg.Member6.IsValid() {
 		for _, typ := range []string{"packet-too-big", "nd-neighbor-solicit", "nd-neighbor-advert"} {
@@ -163,6 +211,21 @@ func nftCommands(cfg Config) []string {
 		}
 	}
 	add("add rule %s input %s counter name \"gw_input_drop\" drop", tbl, tun)
+
+	if cfg.CaptureDNS {
+		add("add chain %s prerouting { type nat hook prerouting priority dstnat; policy accept; }", tbl)
+		for _, f := range []struct {
+			family string
+			gw     netip.Addr
+		}{{"ip", cfg.Gateway4}, {"ip6", cfg.Gateway6}} {
+			if !f.gw.IsValid() {
+				continue
+			}
+			for _, proto := range []string{"udp", "tcp"} {
+				add("add rule %s prerouting %s %s daddr != %s %s dport 53 dnat %s to %s", tbl, tun, f.family, f.gw, proto, f.family, f.gw)
+			}
+		}
+	}
 
 	add("add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }", tbl)
 	wan := fmt.Sprintf("oifname %q", cfg.WAN)
@@ -206,12 +269,20 @@ func nftCommands(cfg Config) []string {
 }
 
 // gaps is the reference complement: the address ranges ("a-b", or "a") of
-// the family covered by none of the prefixes, found by a sweep over the
-// prefixes sorted by first address.
+// the family covered by none of the prefixes (or ranges, or addresses),
+// found by a sweep over them sorted by first address.
 func gaps(prefixes []string, v4 bool) []string {
 	type iv struct{ lo, hi netip.Addr }
 	var ivs []iv
 	for _, s := range prefixes {
+		if lo, hi, ok := strings.Cut(s, "-"); ok {
+			ivs = append(ivs, iv{netip.MustParseAddr(lo), netip.MustParseAddr(hi)})
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			ivs = append(ivs, iv{a, a})
+			continue
+		}
 		p := netip.MustParsePrefix(s).Masked()
 		ivs = append(ivs, iv{p.Addr(), lastAddr(p)})
 	}

@@ -60,32 +60,46 @@ func queueRuleset(c *nftables.Conn, cfg Config) error {
 		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
 	}
 
-	b4 := &nftables.Set{Table: t, ID: setIDBlocked4, Name: setBlocked4, Interval: true, KeyType: nftables.TypeIPAddr}
-	if err := c.AddSet(b4, intervalElements(blockRanges(cfg.Block, true))); err != nil {
-		return fmt.Errorf("set %s: %w", setBlocked4, err)
-	}
-	b6 := &nftables.Set{Table: t, ID: setIDBlocked6, Name: setBlocked6, Interval: true, KeyType: nftables.TypeIP6Addr}
-	if err := c.AddSet(b6, intervalElements(blockRanges(cfg.Block, false))); err != nil {
-		return fmt.Errorf("set %s: %w", setBlocked6, err)
-	}
-	a4 := &nftables.Set{Table: t, ID: setIDAllowed4, Name: setAllowed4, Interval: true, KeyType: nftables.TypeIPAddr}
-	if err := c.AddSet(a4, intervalElements(complement(blockRanges(cfg.Block, true), true))); err != nil {
-		return fmt.Errorf("set %s: %w", setAllowed4, err)
-	}
-	a6 := &nftables.Set{Table: t, ID: setIDAllowed6, Name: setAllowed6, Interval: true, KeyType: nftables.TypeIP6Addr}
-	if err := c.AddSet(a6, intervalElements(complement(blockRanges(cfg.Block, false), false))); err != nil {
-		return fmt.Errorf("set %s: %w", setAllowed6, err)
+	deny := cfg.DenySet()
+	for _, set := range []struct {
+		name    string
+		id      uint32
+		v4      bool
+		allowed bool
+	}{
+		{setBlocked4, setIDBlocked4, true, false},
+		{setBlocked6, setIDBlocked6, false, false},
+		{setAllowed4, setIDAllowed4, true, true},
+		{setAllowed6, setIDAllowed6, false, true},
+	} {
+		key := nftables.TypeIP6Addr
+		if set.v4 {
+			key = nftables.TypeIPAddr
+		}
+		rs := deny.ranges(set.v4)
+		if set.allowed {
+			rs = complement(rs, set.v4)
+		}
+		s := &nftables.Set{Table: t, ID: set.id, Name: set.name, Interval: true, KeyType: key}
+		if err := c.AddSet(s, intervalElements(rs)); err != nil {
+			return fmt.Errorf("set %s: %w", set.name, err)
+		}
 	}
 
+	// Every base chain accepts by policy and matches only exitd's traffic:
+	// the forward hook is shared with Docker, libvirt and other VPNs, and
+	// a drop policy here would drop their forwarding too. Member traffic
+	// still fails closed through explicit drops (see forwardRules).
 	accept := nftables.ChainPolicyAccept
-	drop := nftables.ChainPolicyDrop
 
 	mangle := c.AddChain(&nftables.Chain{Name: "fwd_mangle", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityMangle, Policy: &accept})
-	addRule(c, t, mangle, tcpSYN(), clampMSSToRoute())
+	// Both ways: the member's SYN and the server's SYN-ACK.
+	addRule(c, t, mangle, iifname(cfg.Tun), tcpSYN(), clampMSSToRoute())
+	addRule(c, t, mangle, oifname(cfg.Tun), tcpSYN(), clampMSSToRoute())
 
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	for _, r := range forwardRules(cfg) {
 		addRule(c, t, fwd, r...)
 	}
@@ -94,6 +108,14 @@ func queueRuleset(c *nftables.Conn, cfg Config) error {
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	for _, r := range inputRules(cfg) {
 		addRule(c, t, in, r...)
+	}
+
+	if cfg.CaptureDNS {
+		pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+		for _, r := range captureRules(cfg) {
+			addRule(c, t, pre, r...)
+		}
 	}
 
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
@@ -116,25 +138,32 @@ func addRule(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, groups ...
 // rule is one rule as groups of expressions, joined by addRule.
 type rule [][]expr.Any
 
+// forwardRules filter what enters or leaves the TUN and nothing else. Each
+// direction ends in an explicit, counted drop, so member traffic fails
+// closed: from the TUN only new flows to the allow sets (or, without
+// isolation, to other members) pass; to the TUN only established and
+// related replies (and member-to-member traffic) pass.
 func forwardRules(cfg Config) []rule {
-	tun := iifname(cfg.Tun)
+	from, to := iifname(cfg.Tun), oifname(cfg.Tun)
 	rules := []rule{
-		{ctState(ctEstablished | ctRelated), verdict(expr.VerdictAccept)},
-		{ctState(ctInvalid), verdict(expr.VerdictDrop)},
+		{from, ctState(ctEstablished | ctRelated), verdict(expr.VerdictAccept)},
+		{to, ctState(ctEstablished | ctRelated), verdict(expr.VerdictAccept)},
+		{from, ctState(ctInvalid), verdict(expr.VerdictDrop)},
+		{to, ctState(ctInvalid), verdict(expr.VerdictDrop)},
 	}
 	// Spoof: a source outside the family's member prefix (or any source of a
 	// disabled family) never leaves the tunnel.
-	rules = append(rules, spoofRule(tun, cfg.Member4, unix.NFPROTO_IPV4), spoofRule(tun, cfg.Member6, unix.NFPROTO_IPV6))
+	rules = append(rules, spoofRule(from, cfg.Member4, unix.NFPROTO_IPV4), spoofRule(from, cfg.Member6, unix.NFPROTO_IPV6))
 	if cfg.Isolation {
-		rules = append(rules, rule{tun, oifname(cfg.Tun), counted(CounterMemberIsolationDrop), verdict(expr.VerdictDrop)})
+		rules = append(rules, rule{from, to, counted(CounterMemberIsolationDrop), verdict(expr.VerdictDrop)})
 	} else {
 		// Members may talk to each other; without this the leak rule
 		// (the member prefix is inside 10/8 or fc00::/7) would drop it.
-		rules = append(rules, rule{tun, oifname(cfg.Tun), verdict(expr.VerdictAccept)})
+		rules = append(rules, rule{from, to, verdict(expr.VerdictAccept)})
 	}
 	rules = append(rules,
-		rule{tun, nfproto(unix.NFPROTO_IPV4), lookupDaddr(setBlocked4, setIDBlocked4, true), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
-		rule{tun, nfproto(unix.NFPROTO_IPV6), lookupDaddr(setBlocked6, setIDBlocked6, false), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
+		rule{from, nfproto(unix.NFPROTO_IPV4), lookupDaddr(setBlocked4, setIDBlocked4, true), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
+		rule{from, nfproto(unix.NFPROTO_IPV6), lookupDaddr(setBlocked6, setIDBlocked6, false), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
 		// The way out, only to the complement of the deny set. The leak
 		// rules above count; these make the exit fail closed: a set that
 		// is new in a transaction can look empty to lookups while the
@@ -142,13 +171,15 @@ func forwardRules(cfg Config) []rule {
 		// under a flood let a blocked packet through when this rule was a
 		// plain accept). An empty allow set drops, an empty deny set would
 		// not.
-		rule{tun, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV4), lookupDaddr(setAllowed4, setIDAllowed4, true), verdict(expr.VerdictAccept)},
-		rule{tun, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV6), lookupDaddr(setAllowed6, setIDAllowed6, false), verdict(expr.VerdictAccept)},
-		// Counts what the policy drops (WAN → tunnel new flows, tunnel →
-		// other interfaces, anything else forwarded). The explicit drop
-		// repeats the policy because the kernel only switches a new
-		// chain's policy to drop late in the commit.
-		rule{counted(CounterForwardPolicyDrop), verdict(expr.VerdictDrop)},
+		rule{from, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV4), lookupDaddr(setAllowed4, setIDAllowed4, true), verdict(expr.VerdictAccept)},
+		rule{from, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV6), lookupDaddr(setAllowed6, setIDAllowed6, false), verdict(expr.VerdictAccept)},
+		// The rest of exitd's traffic: tunnel → other interfaces, new
+		// flows towards the tunnel. Counted, then dropped explicitly: the
+		// chain's policy is accept so that other forwarding on the host
+		// is left alone, and while a replace commits a new chain's rules
+		// may not be live yet (the old table still filters then).
+		rule{from, counted(CounterForwardPolicyDrop), verdict(expr.VerdictDrop)},
+		rule{to, counted(CounterForwardPolicyDrop), verdict(expr.VerdictDrop)},
 	)
 	return rules
 }
@@ -171,6 +202,7 @@ func inputRules(cfg Config) []rule {
 			append(gw[:3:3], l4proto(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept)),
 			append(gw[:3:3], l4proto(unix.IPPROTO_ICMP), icmpType(8), verdict(expr.VerdictAccept)), // echo-request
 		)
+		rules = append(rules, serviceRules(gw, cfg)...)
 	}
 	if cfg.Gateway6.IsValid() {
 		gw := rule{tun, nfproto(unix.NFPROTO_IPV6), addrMatch(24, cfg.Gateway6)}
@@ -179,6 +211,7 @@ func inputRules(cfg Config) []rule {
 			append(gw[:3:3], l4proto(unix.IPPROTO_TCP), dport(53), verdict(expr.VerdictAccept)),
 			append(gw[:3:3], l4proto(unix.IPPROTO_ICMPV6), icmpType(128), verdict(expr.VerdictAccept)), // echo-request
 		)
+		rules = append(rules, serviceRules(gw, cfg)...)
 	}
 	if cfg.Member6.IsValid() {
 		// Neighbour discovery (needed when the member link has a link layer)
@@ -188,6 +221,41 @@ func inputRules(cfg Config) []rule {
 		}
 	}
 	return append(rules, rule{tun, counted(CounterGatewayInputDrop), verdict(expr.VerdictDrop)})
+}
+
+// serviceRules accept the extra service ports on one gateway address (gw
+// matches the TUN, the family and the address).
+func serviceRules(gw rule, cfg Config) []rule {
+	var rules []rule
+	for _, p := range cfg.ServiceTCP {
+		rules = append(rules, append(gw[:3:3], l4proto(unix.IPPROTO_TCP), dport(p), verdict(expr.VerdictAccept)))
+	}
+	for _, r := range cfg.ServiceUDP {
+		rules = append(rules, append(gw[:3:3], l4proto(unix.IPPROTO_UDP), dportRange(r), verdict(expr.VerdictAccept)))
+	}
+	return rules
+}
+
+// captureRules DNAT members' port-53 traffic to anything but the gateway
+// to the gateway ("iifname tun ip daddr != gw meta l4proto {udp, tcp} th
+// dport 53 dnat ip to gw").
+func captureRules(cfg Config) []rule {
+	tun := iifname(cfg.Tun)
+	var rules []rule
+	for _, f := range []struct {
+		gw     netip.Addr
+		family byte
+		offset uint32
+	}{{cfg.Gateway4, unix.NFPROTO_IPV4, 16}, {cfg.Gateway6, unix.NFPROTO_IPV6, 24}} {
+		if !f.gw.IsValid() {
+			continue
+		}
+		notGW := prefixMatch(f.offset, netip.PrefixFrom(f.gw, f.gw.BitLen()), expr.CmpOpNeq)
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			rules = append(rules, rule{tun, nfproto(f.family), notGW, l4proto(proto), dport(53), dnat(f.gw, f.family)})
+		}
+	}
+	return rules
 }
 
 func postroutingRules(cfg Config) []rule {
@@ -301,6 +369,23 @@ func dport(port uint16) []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// dportRange is "th dport first-last" (nft encodes it as two compares).
+func dportRange(r [2]uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binaryutil.BigEndian.PutUint16(r[0])},
+		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: binaryutil.BigEndian.PutUint16(r[1])},
+	}
+}
+
+// dnat rewrites the destination address to a (port kept).
+func dnat(a netip.Addr, family byte) []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: a.AsSlice()},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(family), RegAddrMin: 1},
 	}
 }
 

@@ -294,6 +294,3 @@ func TestRemoveMessages(t *testing.T) {
 		compareWithNFT(t, b[0], filepath.Join("testdata", "remove.nlmsg"), removeCommands(DefaultTable))
 	}
 }
-
-// nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from a type.
-const nlaTypeMask = 0x3fff

@@ -222,6 +222,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	if ok, err := n.nat.Present(); err == nil {
 		s.NATPresent = ok
 	}
+	s.DNS, s.SOCKS = n.dnsStatus(), n.socksStatus()
 	if cs, err := n.nat.Counters(); err == nil {
 		s.Drops = map[string]uint64{}
 		for name, c := range cs {
@@ -232,6 +233,9 @@ func (b backend) Status(context.Context) (control.Status, error) {
 		if r := n.kernel.Latest(); r != nil {
 			s.Warnings = append(s.Warnings, kernelWarnings(r.CriticalFailures())...)
 		}
+	}
+	if r := n.nat.Restorations(); r > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("nftables: exitd's table was deleted or edited by someone else and restored %d times since start; find who (journalctl, firewalld, nft scripts)", r))
 	}
 	if cfg.PublicEndpoint == "" {
 		s.Warnings = append(s.Warnings, "public_endpoint is not set: client configs have no usable Endpoint")
@@ -262,7 +266,11 @@ func (n *Node) nodeInfo() members.Node {
 	if ep == "" {
 		ep = "<set public_endpoint in exitd.toml>:" + strconv.Itoa(cfg.Listen.Port)
 	}
-	return members.Node{PublicKey: n.priv.Public(), Endpoint: ep, MTU: cfg.Tunnel.MTU}
+	node := members.Node{PublicKey: n.priv.Public(), Endpoint: ep, MTU: cfg.Tunnel.MTU}
+	if cfg.DNS.On() {
+		node.DNS = gateways(cfg) // the resolver inside the tunnel: names never leak
+	}
+	return node
 }
 
 // allowPeers admits root, the daemon's own user, and members of group.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -21,10 +22,10 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		if err := n.nat.Watch(ctx, func(err error) {
 			if err != nil {
-				n.log.Error("nftables table was deleted and could not be restored", "err", err)
+				n.log.Error("nftables table was deleted or edited and could not be restored", "err", err)
 				return
 			}
-			n.log.Warn("nftables table was deleted by someone else; restored it")
+			n.log.Warn("nftables table was deleted or edited by someone else; restored it")
 		}); err != nil && ctx.Err() == nil {
 			n.log.Error("nftables watcher stopped", "err", err)
 		}
@@ -82,6 +83,11 @@ func (n *Node) Reload() error {
 		n.log.Error("reload failed and was rolled back; the old configuration keeps running", "err", err)
 		return err
 	}
+	if n.dns != nil {
+		if err := n.dns.ReloadBlocklist(); err != nil {
+			n.log.Error("dns blocklist not reloaded; the previous list stays in force", "err", err)
+		}
+	}
 	n.log.Info("reloaded", "config", cfg.Path, "members", n.reg.Len())
 	return nil
 }
@@ -97,10 +103,25 @@ func (n *Node) reloadSteps(old, cfg *config.Config) []step {
 	steps := []step{{"scheduler",
 		func() error { return n.plane.SetSchedConfig(schedConfig(cfg)) },
 		func() error { return n.plane.SetSchedConfig(schedConfig(old)) }}}
-	if natChanged(old, cfg) {
+	// The ruleset is rebuilt from the new config and the WAN's current
+	// prefixes, and compared with the one applied last: a WAN address
+	// change alone re-applies it too.
+	if prev, next := n.natApplied, natConfig(cfg); !reflect.DeepEqual(prev, next) {
 		steps = append(steps, step{"nftables",
-			func() error { return n.nat.Apply(natConfig(cfg)) },
-			func() error { return n.nat.Apply(natConfig(old)) }})
+			func() error {
+				if err := n.nat.Apply(next); err != nil {
+					return err
+				}
+				n.natApplied = next
+				return nil
+			},
+			func() error {
+				if err := n.nat.Apply(prev); err != nil {
+					return err
+				}
+				n.natApplied = prev
+				return nil
+			}})
 	}
 	steps = append(steps,
 		step{"config",
@@ -144,11 +165,14 @@ func restartOnly(old, c *config.Config) error {
 		return fmt.Errorf("reload: [tunnel] changed; restart exitd to apply")
 	case old.Control.Socket != c.Control.Socket:
 		return fmt.Errorf("reload: control.socket changed; restart exitd to apply")
+	case !reflect.DeepEqual(old.DNS, c.DNS):
+		return fmt.Errorf("reload: [dns] changed; restart exitd to apply (SIGHUP re-reads the blocklist file)")
+	case !reflect.DeepEqual(old.SOCKS, c.SOCKS):
+		return fmt.Errorf("reload: [socks] changed; restart exitd to apply")
 	}
 	return nil
 }
 
 func natChanged(a, b *config.Config) bool {
-	x, y := natConfig(a), natConfig(b)
-	return fmt.Sprint(x) != fmt.Sprint(y)
+	return !reflect.DeepEqual(natConfig(a), natConfig(b))
 }

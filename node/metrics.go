@@ -200,6 +200,13 @@ func (s natSource) NATDrops() (map[string]metrics.NATCounter, error) {
 	return out, nil
 }
 
+func (s natSource) NATRestorations() uint64 {
+	if s.n.nat == nil {
+		return 0
+	}
+	return s.n.nat.Restorations()
+}
+
 func (s natSource) NATPresent() (bool, error) {
 	if s.n.nat == nil {
 		return false, errNoNAT
@@ -265,6 +272,8 @@ func (n *Node) newObservability(every time.Duration) *observability {
 		metrics.NewNATCollector(natSource{n}),
 		metrics.NewHostCollector(o.host),
 		metrics.NewKernelCollector(kernelSource{n}),
+		metrics.NewDNSCollector(dnsSource{n}),
+		metrics.NewSOCKSCollector(socksSource{n}),
 	)
 	return o
 }

@@ -30,10 +30,12 @@ import (
 	"exitd/config"
 	"exitd/control"
 	"exitd/dataplane"
+	"exitd/dns"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/nat"
 	"exitd/service"
+	"exitd/socks"
 	"exitd/tuning"
 )
 
@@ -83,7 +85,12 @@ type Node struct {
 
 	reg    *members.Registry
 	nat    natTable
+	// natApplied is the ruleset config applied last (guarded by mu after
+	// start).
+	natApplied nat.Config
 	plane  *dataplane.Plane
+	dns    *dns.Resolver // nil when [dns] is off
+	socks  *socks.Server // nil when [socks] is off
 	ctl    *control.Server
 	kernel *tuning.Monitor
 
@@ -107,8 +114,11 @@ type natTable interface {
 	Present() (bool, error)
 	// Counters are the ruleset's named drop counters.
 	Counters() (map[string]nat.Counter, error)
-	// Watch restores the table when someone deletes it, until ctx ends.
+	// Watch restores the table when someone deletes or edits it, until
+	// ctx ends.
 	Watch(ctx context.Context, onEvent func(error)) error
+	// Restorations counts the times Watch restored the table.
+	Restorations() uint64
 }
 
 var _ natTable = (*nat.Manager)(nil)
@@ -161,6 +171,8 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"state", n.startState},
 		{"nat", n.startNAT},
 		{"dataplane", n.startPlane},
+		{"dns", n.startDNS}, // on the gateway addresses the data plane configured
+		{"socks", n.startSOCKS},
 		{"metrics", n.startMetrics}, // before control: the API serves its figures
 		{"control", n.startControl},
 	}
@@ -245,13 +257,30 @@ func quarantineFor(configured, longestConntrack time.Duration) time.Duration {
 	return max(configured, longestConntrack+time.Hour)
 }
 
-// natConfig maps the daemon config onto the ruleset's input.
+// natConfig maps the daemon config onto the ruleset's input. It reads the
+// WAN's connected prefixes (its on-link neighbours, the provider's VPC
+// range) from the interface each time it is called, so start and every
+// reload deny what the WAN is connected to now. A missing interface has
+// none (checkWAN refuses to start without it); any other read error puts
+// an invalid prefix in, which Validate rejects: the table is not applied
+// with the neighbours open.
 func natConfig(c *config.Config) nat.Config {
 	nc := nat.Config{
 		Tun: c.Tunnel.Name, WAN: c.WAN.Interface,
 		Member4: c.Tunnel.Prefix4, Member6: c.Tunnel.Prefix6,
 		Gateway4: c.Tunnel.Gateway4(), Gateway6: c.Tunnel.Gateway6(),
-		Isolation: c.Filter.Isolation(), Block: c.Filter.Blocked,
+		Isolation: c.Filter.Isolation(), Block: c.Filter.Blocked, Allow: c.Filter.Allowed,
+		CaptureDNS: c.DNS.Captured(),
+	}
+	if c.SOCKS.On() {
+		nc.ServiceTCP = []uint16{socksPort}
+		nc.ServiceUDP = [][2]uint16{{socksUDPFirst, socksUDPLast}}
+	}
+	switch ps, err := nat.ConnectedPrefixes(c.WAN.Interface); {
+	case err == nil:
+		nc.WANPrefixes = ps
+	case !errors.Is(err, nat.ErrNoInterface):
+		nc.WANPrefixes = []netip.Prefix{{}}
 	}
 	if c.WAN.NAT == "snat" {
 		nc.Mode = nat.SNAT
@@ -270,13 +299,14 @@ func (n *Node) startNAT() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.Apply(natConfig(n.config())); err != nil {
+	nc := natConfig(n.config())
+	if err := m.Apply(nc); err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("%w (exitd needs CAP_NET_ADMIN to program nftables)", err)
 		}
 		return nil, err
 	}
-	n.nat = m
+	n.nat, n.natApplied = m, nc
 	return func() {
 		if n.plane != nil && n.plane.HandingOver() {
 			n.log.Info("leaving the nftables table and member conntrack to the next exitd (exitd cleanup removes them if none starts)")

@@ -171,3 +171,5 @@ func TestReloadWhileServing(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+func (f *fakeNAT) Restorations() uint64 { return 0 }

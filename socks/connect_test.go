@@ -287,7 +287,7 @@ func TestReplyFor(t *testing.T) {
 	}{
 		{nil, replySucceeded},
 		{errors.New("x"), replyGeneralFailure},
-		{errDenied, replyNotAllowed},
+		{ErrDenied, replyNotAllowed},
 		{errors.Join(errResolve, &net.DNSError{IsTimeout: true}), replyHostUnreachable},
 		{op(os.NewSyscallError("connect", syscall.ENETUNREACH)), replyNetworkUnreachable},
 		{op(os.NewSyscallError("connect", syscall.EHOSTUNREACH)), replyHostUnreachable},

@@ -13,8 +13,11 @@ var (
 	// ErrServerClosed is returned by Serve and Start after Close.
 	ErrServerClosed = errors.New("socks: server closed")
 
-	// errDenied marks a destination refused by policy (reply 0x02).
-	errDenied = errors.New("socks: destination not allowed")
+	// ErrDenied marks a destination refused by policy (reply 0x02). A
+	// Resolver may return an error wrapping it for a name whose answer
+	// pointed at a denied address (the daemon's resolver empties such
+	// answers): the client then gets 0x02, as for a denied address.
+	ErrDenied = errors.New("socks: destination not allowed")
 	// errResolve marks a name that did not resolve (reply 0x04).
 	errResolve = errors.New("socks: name resolution failed")
 )
@@ -26,7 +29,7 @@ func replyFor(err error) reply {
 	switch {
 	case err == nil:
 		return replySucceeded
-	case errors.Is(err, errDenied):
+	case errors.Is(err, ErrDenied):
 		return replyNotAllowed
 	case errors.Is(err, errResolve):
 		return replyHostUnreachable

@@ -240,7 +240,7 @@ func (s *Server) denied(a netip.Addr) bool {
 	return s.opts.Deny != nil && s.opts.Deny(a)
 }
 
-// resolve returns the destination's addresses, refusing (errDenied) when any
+// resolve returns the destination's addresses, refusing (ErrDenied) when any
 // is denied so that a name cannot lead to a private address.
 func (s *Server) resolve(ctx context.Context, dst addr) ([]netip.Addr, error) {
 	var ips []netip.Addr
@@ -258,7 +258,7 @@ func (s *Server) resolve(ctx context.Context, dst addr) ([]netip.Addr, error) {
 	}
 	for _, ip := range ips {
 		if s.denied(ip) {
-			return nil, errDenied
+			return nil, ErrDenied
 		}
 	}
 	return ips, nil
@@ -273,7 +273,7 @@ func (ss *session) connect(br *bufio.Reader, dst addr, uploadLimit uint64) {
 	remote, err := ss.dial(ctx, dst)
 	cancel()
 	if err != nil {
-		if errors.Is(err, errDenied) {
+		if errors.Is(err, ErrDenied) {
 			ss.refuse(refusedRuleset, replyNotAllowed)
 			return
 		}

@@ -98,6 +98,16 @@ func writeStatus(w io.Writer, s control.Status, l *control.Load, now time.Time) 
 		nat = "MISSING"
 	}
 	fmt.Fprintf(tw, "nftables\t%s; drops: %s\n", nat, joinCounts(s.Drops))
+	for _, svc := range []struct {
+		name string
+		st   *control.ServiceStatus
+	}{{"dns", s.DNS}, {"socks", s.SOCKS}} {
+		if svc.st == nil {
+			fmt.Fprintf(tw, "%s\toff\n", svc.name)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\ton %s; %s\n", svc.name, strings.Join(svc.st.Listen, ", "), svc.st.Summary)
+	}
 	if l != nil {
 		if l.ConntrackMax > 0 {
 			fmt.Fprintf(tw, "conntrack\t%d / %d (%.1f%%)\n", l.Conntrack, l.ConntrackMax, float64(l.Conntrack)*100/float64(l.ConntrackMax))

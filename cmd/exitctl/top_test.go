@@ -27,7 +27,8 @@ var obsStarted = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 func (b *obsBackend) Status(context.Context) (control.Status, error) {
 	return control.Status{Version: "v9", Started: obsStarted, PublicKey: "PUBKEY", Endpoint: "198.18.0.1:443",
 		ListenPort: 443, Tunnel: "exit0", MembersTotal: 3, MembersConnected: 2, RxBytes: 2048, TxBytes: 1 << 20,
-		NATPresent: true, Drops: map[string]uint64{"leak_drop": 4}, Warnings: []string{"public_endpoint is fine"}}, nil
+		NATPresent: true, Drops: map[string]uint64{"leak_drop": 4}, Warnings: []string{"public_endpoint is fine"},
+		DNS: &control.ServiceStatus{Listen: []string{"10.99.0.1:53"}, Summary: "12 queries, 50% cache hits"}}, nil
 }
 
 func (b *obsBackend) Load(context.Context) (control.Load, error) {
@@ -95,6 +96,7 @@ func TestStatusOneScreen(t *testing.T) {
 		"nftables        installed; drops: leak_drop 4", "conntrack       50 / 1000 (5.0%)",
 		"kernel profile  drift 1, ok 30", "drift: net.core.rmem_max=212992", "metrics         http://127.0.0.1:9586/metrics",
 		"WARNING: public_endpoint is fine", "WARNING: conntrack table 95% full",
+		"dns             on 10.99.0.1:53; 12 queries, 50% cache hits", "socks           off",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

@@ -86,6 +86,12 @@ func WriteConfig(o *NodeOptions) (string, error) {
 	if o.Port == 0 {
 		o.Port = 443
 	}
+	extra := o.Extra
+	if !strings.Contains(extra, "[dns]") {
+		// The lab's resolver upstream is the internet host (a test serves
+		// names there), never the machine's own resolver.
+		extra += fmt.Sprintf("\n[dns]\nupstreams = [%q]\n", netlab.Internet4+":53")
+	}
 	cfg := fmt.Sprintf(`state_dir = %q
 public_endpoint = "%s:%d"
 [listen]
@@ -99,7 +105,7 @@ interface = %q
 [control]
 socket = %q
 %s`, filepath.Join(o.Dir, "state"), netlab.ExitUnderlay4, o.Port, o.Port, o.Tun, o.IPv4, o.IPv6,
-		netlab.ExitWANIface, filepath.Join(o.Dir, "control.sock"), o.Extra)
+		netlab.ExitWANIface, filepath.Join(o.Dir, "control.sock"), extra)
 	path := filepath.Join(o.Dir, "exitd.toml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }

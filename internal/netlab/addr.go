@@ -16,6 +16,9 @@ const (
 	MemberIface       = "eth0"  // member, towards the hub
 	HubBridge         = "br0"   // hub bridge joining the exit and members
 	HubExitPort       = "hexit" // hub port towards the exit (upload shaping)
+
+	routerExitIface = "rexit" // WAN router, towards the exit
+	routerInetIface = "rinet" // WAN router, towards the internet host
 )
 
 // Fixed lab addresses. They are strings so tests and configs can use them
@@ -34,6 +37,18 @@ const (
 	Internet4  = "203.0.113.2"
 	Internet6  = "2001:2:0:1::2"
 	Metadata4  = "169.254.169.254" // "cloud metadata", on the internet host's lo
+
+	// WANPrefix4 and WANPrefix6 are cut into point-to-point links through
+	// a router, as on a real network: the exit's WAN link (exit .1, router
+	// .0) and the internet host's (internet host .2, router .3). exitd
+	// denies members the WAN's connected prefixes, so the internet host
+	// must not be on the exit's.
+	wanLinkBits4 = 31
+	wanLinkBits6 = 127
+	routerWAN4   = "203.0.113.0" // the exit's next hop
+	routerWAN6   = "2001:2:0:1::"
+	routerInet4  = "203.0.113.3" // the internet host's next hop
+	routerInet6  = "2001:2:0:1::3"
 
 	LANPrefix4 = "10.200.0.0/24"
 	LANPrefix6 = "fd00:200::/64"

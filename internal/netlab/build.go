@@ -61,6 +61,9 @@ func (l *Lab) buildNamespaces(ctx context.Context, o Options) error {
 	if l.Internet, err = l.addNS(ctx, "inet"); err != nil {
 		return err
 	}
+	if l.router, err = l.addNS(ctx, "rtr"); err != nil {
+		return err
+	}
 	if l.Mgmt, err = l.addNS(ctx, "mgmt"); err != nil {
 		return err
 	}
@@ -78,7 +81,8 @@ func (l *Lab) buildNamespaces(ctx context.Context, o Options) error {
 }
 
 // buildSysctls runs inside the lab namespaces only: no DAD (addresses are
-// usable at once), forwarding on the exit, IPv6 off on the pure-L2 hub.
+// usable at once), forwarding on the exit and the WAN router, IPv6 off on
+// the pure-L2 hub.
 func (l *Lab) buildSysctls(_ context.Context, _ Options) error {
 	for _, n := range l.all {
 		for _, conf := range []string{"all", "default"} {
@@ -90,10 +94,15 @@ func (l *Lab) buildSysctls(_ context.Context, _ Options) error {
 	if err := l.Hub.sysctl("net/ipv6/conf/default/disable_ipv6", "1"); err != nil {
 		return err
 	}
-	if err := l.Exit.sysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return err
+	for _, n := range []*NS{l.Exit, l.router} {
+		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		if err := n.sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
 	}
-	return l.Exit.sysctl("net/ipv6/conf/all/forwarding", "1")
+	return nil
 }
 
 // addVeth creates a veth pair from inside n's namespace with the peer born
@@ -113,7 +122,10 @@ func addVeth(n *NS, name string, peer *NS, peerName string) error {
 func hubMemberPort(i int) string { return "m" + strconv.Itoa(i) }
 
 func (l *Lab) buildLinks(_ context.Context, _ Options) error {
-	if err := addVeth(l.Exit, ExitWANIface, l.Internet, InternetIface); err != nil {
+	if err := addVeth(l.Exit, ExitWANIface, l.router, routerExitIface); err != nil {
+		return err
+	}
+	if err := addVeth(l.router, routerInetIface, l.Internet, InternetIface); err != nil {
 		return err
 	}
 	if err := addVeth(l.Exit, ExitLANIface, l.Mgmt, MgmtIface); err != nil {
@@ -188,12 +200,16 @@ func (l *Lab) buildAddresses(_ context.Context, _ Options) error {
 	specs := []addrSpec{
 		{l.Exit, ExitUnderlayIface, ExitUnderlay4, 16},
 		{l.Exit, ExitUnderlayIface, ExitUnderlay6, 64},
-		{l.Exit, ExitWANIface, ExitWAN4, 24},
-		{l.Exit, ExitWANIface, ExitWAN6, 64},
+		{l.Exit, ExitWANIface, ExitWAN4, wanLinkBits4},
+		{l.Exit, ExitWANIface, ExitWAN6, wanLinkBits6},
+		{l.router, routerExitIface, routerWAN4, wanLinkBits4},
+		{l.router, routerExitIface, routerWAN6, wanLinkBits6},
+		{l.router, routerInetIface, routerInet4, wanLinkBits4},
+		{l.router, routerInetIface, routerInet6, wanLinkBits6},
 		{l.Exit, ExitLANIface, ExitLAN4, 24},
 		{l.Exit, ExitLANIface, ExitLAN6, 64},
-		{l.Internet, InternetIface, Internet4, 24},
-		{l.Internet, InternetIface, Internet6, 64},
+		{l.Internet, InternetIface, Internet4, wanLinkBits4},
+		{l.Internet, InternetIface, Internet6, wanLinkBits6},
 		{l.Internet, "lo", Metadata4, 32},
 		{l.Mgmt, MgmtIface, Mgmt4, 24},
 		{l.Mgmt, MgmtIface, Mgmt6, 64},
@@ -226,21 +242,24 @@ func (l *Lab) buildAddresses(_ context.Context, _ Options) error {
 	return nil
 }
 
-// buildRoutes gives the exit its defaults and the metadata route. Members
-// and the internet host get nothing beyond connected routes: the internet
-// host cannot reach the member underlay, members need a tunnel for anything
-// past the underlay.
+// buildRoutes gives the exit its defaults through the WAN router, the router
+// the metadata route, and the internet host a route back to the WAN side
+// only. Members get nothing beyond connected routes: the internet host
+// cannot reach the member underlay, members need a tunnel for anything past
+// the underlay.
 func (l *Lab) buildRoutes(_ context.Context, _ Options) error {
-	in4, in6 := netip.MustParseAddr(Internet4), netip.MustParseAddr(Internet6)
 	for _, r := range []struct {
+		ns  *NS
 		dst string
-		gw  netip.Addr
+		gw  string
 	}{
-		{"0.0.0.0/0", in4},
-		{"::/0", in6},
-		{Metadata4 + "/32", in4},
+		{l.Exit, "0.0.0.0/0", routerWAN4},
+		{l.Exit, "::/0", routerWAN6},
+		{l.router, Metadata4 + "/32", Internet4},
+		{l.Internet, WANPrefix4, routerInet4},
+		{l.Internet, WANPrefix6, routerInet6},
 	} {
-		if err := l.Exit.AddRoute(netip.MustParsePrefix(r.dst), r.gw); err != nil {
+		if err := r.ns.AddRoute(netip.MustParsePrefix(r.dst), netip.MustParseAddr(r.gw)); err != nil {
 			return err
 		}
 	}

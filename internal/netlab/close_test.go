@@ -157,8 +157,8 @@ func TestLabPrefixCollision(t *testing.T) {
 	if !strings.Contains(err.Error(), "ip netns add "+prefix+"-exit") {
 		t.Errorf("error %v does not name the failing namespace", err)
 	}
-	if got := len(leftovers(t, prefix)); got != 2*5 {
-		t.Errorf("first lab has %d namespace entries, want 10", got)
+	if got := len(leftovers(t, prefix)); got != 2*6 {
+		t.Errorf("first lab has %d namespace entries, want 12", got)
 	}
 	mustPing(t, first.Exit, Internet4)
 	mustPing(t, first.Members[0], ExitUnderlay4)

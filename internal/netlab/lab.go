@@ -56,9 +56,10 @@ type Lab struct {
 	Hub      *NS
 	Members  []*NS // Members[i] is member i+1 (198.18.1.(i+1))
 
-	log *slog.Logger
-	tr  *tracker
-	all []*NS // every namespace created, in creation order
+	log    *slog.Logger
+	tr     *tracker
+	router *NS   // between the exit's WAN and the internet host
+	all    []*NS // every namespace created, in creation order
 
 	closeOnce sync.Once
 	closeErr  error
@@ -119,8 +120,8 @@ func NewT(t testing.TB, opts Options) *Lab {
 	return l
 }
 
-// NSes returns every namespace of the lab (exit, internet, mgmt, hub,
-// members).
+// NSes returns every namespace of the lab (exit, internet, the WAN router,
+// mgmt, hub, members).
 func (l *Lab) NSes() []*NS { return append([]*NS(nil), l.all...) }
 
 // Close stops HTTP servers and processes started through the lab, kills any

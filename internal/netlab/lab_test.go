@@ -20,11 +20,11 @@ func TestLabTopology(t *testing.T) {
 	m1, m2 := l.Members[0], l.Members[1]
 
 	t.Run("names", func(t *testing.T) {
-		if len(l.Members) != 2 || len(l.NSes()) != 6 {
-			t.Fatalf("%d members, %d namespaces; want 2, 6", len(l.Members), len(l.NSes()))
+		if len(l.Members) != 2 || len(l.NSes()) != 7 {
+			t.Fatalf("%d members, %d namespaces; want 2, 7", len(l.Members), len(l.NSes()))
 		}
-		if got := len(leftovers(t, l.Prefix)); got != 2*6 { // /run/netns + ip netns list
-			t.Fatalf("found %d entries for the lab's 6 namespaces, want 12", got)
+		if got := len(leftovers(t, l.Prefix)); got != 2*7 { // /run/netns + ip netns list
+			t.Fatalf("found %d entries for the lab's 7 namespaces, want 14", got)
 		}
 		for _, n := range l.NSes() {
 			if !strings.HasPrefix(n.Name, l.Prefix+"-") || n.Handle < 0 {
@@ -72,6 +72,14 @@ func TestLabTopology(t *testing.T) {
 		mustPing(t, l.Exit, Mgmt4)
 		mustPing(t, l.Exit, Mgmt6)
 		mustPing(t, l.Exit, Metadata4)
+		// The internet host is behind the WAN router, not on the exit's
+		// WAN link (exitd denies members the WAN's connected prefixes).
+		for _, dst := range []string{Internet4, Internet6} {
+			out, err := l.Exit.Exec(t.Context(), "ip", "route", "get", dst)
+			if err != nil || !strings.Contains(string(out), " via ") {
+				t.Errorf("exit: route to the internet host %s is not via a router: %s %v", dst, out, err)
+			}
+		}
 	})
 
 	t.Run("isolation", func(t *testing.T) {

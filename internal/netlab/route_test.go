@@ -44,26 +44,29 @@ func TestRouteAddDel(t *testing.T) {
 }
 
 // TestExitForwards proves the exit routes between the underlay and the
-// WAN in both families, once the test gives the internet host a return
-// route (the lab itself never does).
+// WAN in both families, once the test gives the internet host and the WAN
+// router a return route (the lab itself never does).
 func TestExitForwards(t *testing.T) {
 	l := newLab(t, Options{})
 	m := l.Members[0]
 	for _, c := range []struct {
-		member, internet   netip.Prefix
-		exitUnder, exitWAN netip.Addr
-		dst                string
+		member, internet            netip.Prefix
+		exitUnder, exitWAN, routerI netip.Addr
+		dst                         string
 	}{
 		{netip.MustParsePrefix(WANPrefix4), netip.PrefixFrom(m.Addr4, 32),
-			netip.MustParseAddr(ExitUnderlay4), netip.MustParseAddr(ExitWAN4), Internet4},
+			netip.MustParseAddr(ExitUnderlay4), netip.MustParseAddr(ExitWAN4), netip.MustParseAddr(routerInet4), Internet4},
 		{netip.MustParsePrefix(WANPrefix6), netip.PrefixFrom(m.Addr6, 128),
-			netip.MustParseAddr(ExitUnderlay6), netip.MustParseAddr(ExitWAN6), Internet6},
+			netip.MustParseAddr(ExitUnderlay6), netip.MustParseAddr(ExitWAN6), netip.MustParseAddr(routerInet6), Internet6},
 	} {
 		mustNotReach(t, m, c.dst)
 		if err := m.AddRoute(c.member, c.exitUnder); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Internet.AddRoute(c.internet, c.exitWAN); err != nil {
+		if err := l.Internet.AddRoute(c.internet, c.routerI); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.router.AddRoute(c.internet, c.exitWAN); err != nil {
 			t.Fatal(err)
 		}
 		mustPing(t, m, c.dst)
