@@ -83,16 +83,16 @@ type Node struct {
 	mu   sync.Mutex
 	priv keys.Key
 
-	reg    *members.Registry
-	nat    natTable
+	reg *members.Registry
+	nat natTable
 	// natApplied is the ruleset config applied last (guarded by mu after
 	// start).
 	natApplied nat.Config
-	plane  *dataplane.Plane
-	dns    *dns.Resolver // nil when [dns] is off
-	socks  *socks.Server // nil when [socks] is off
-	ctl    *control.Server
-	kernel *tuning.Monitor
+	plane      *dataplane.Plane
+	dns        *dns.Resolver // nil when [dns] is off
+	socks      *socks.Server // nil when [socks] is off
+	ctl        *control.Server
+	kernel     *tuning.Monitor
 
 	obs         *observability // metrics.go; nil before the metrics step
 	sampleEvery time.Duration
