@@ -44,7 +44,7 @@ func (s *stepper) step(format string, args ...any) {
 
 func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Duration) error {
 	s := &stepper{w: w}
-	s.step("Building the lab: member ── exit (exitd) ── internet, plus a private management host")
+	s.step("Building the lab: member ── exit (exitd) ── router ── internet (web + DNS), plus a private management host")
 	lab, err := netlab.New(ctx, netlab.Options{Members: 2})
 	if err != nil {
 		return err
@@ -68,6 +68,14 @@ func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Dura
 		return err
 	}
 	defer os.RemoveAll(dir)
+
+	zone, err := harness.ServeZone(lab, map[string][]netip.Addr{
+		"www.exit.test": {netip.MustParseAddr(netlab.Internet4), netip.MustParseAddr(netlab.Internet6)},
+	})
+	if err != nil {
+		return err
+	}
+	defer zone.Close()
 
 	s.step("Starting exitd in the exit namespace")
 	node, err := harness.StartNode(ctx, lab, harness.NodeOptions{Bin: bins, Dir: dir})
@@ -94,6 +102,32 @@ func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Dura
 		}
 		fmt.Fprintf(w, "    %-34s internet host saw source %s  (the exit's WAN address: SNAT works)\n", url, strings.TrimSpace(body))
 	}
+
+	s.step("DNS inside the tunnel: the member's names resolve at the exit (10.99.0.1:53), never at its ISP")
+	for _, args := range [][]string{
+		{"@10.99.0.1", "www.exit.test", "A"},
+		{"@fd00:99::1", "www.exit.test", "AAAA"},
+		{"@192.0.2.53", "www.exit.test", "A"}, // any other resolver: captured
+	} {
+		out, err := m.NS.Exec(ctx, "dig", append([]string{"+short", "+time=2", "+tries=1"}, args...)...)
+		if err != nil {
+			return fmt.Errorf("dig %v: %w", args, err)
+		}
+		note := "answered by exitd's resolver"
+		if args[0] == "@192.0.2.53" {
+			note = "a query to another resolver, redirected to exitd's (capture): no leak"
+		}
+		fmt.Fprintf(w, "    dig %-28s -> %-16s %s\n", strings.Join(args, " "), strings.TrimSpace(string(out)), note)
+	}
+
+	s.step("SOCKS5 inside the tunnel: curl --socks5-hostname 10.99.0.1:1080 http://www.exit.test/ip")
+	out, err := m.NS.Exec(ctx, "curl", "-sS", "--max-time", "5", "--socks5-hostname", "10.99.0.1:1080", "http://www.exit.test/ip")
+	if err != nil {
+		return fmt.Errorf("curl through the proxy: %w", err)
+	}
+	fmt.Fprintf(w, "    internet host saw source %s (the name resolved by exitd, the connection from its WAN address)\n", strings.TrimSpace(string(out)))
+	out, _ = m.NS.Exec(ctx, "curl", "-sS", "--max-time", "5", "--socks5-hostname", "10.99.0.1:1080", "http://"+netlab.Mgmt4+"/")
+	fmt.Fprintf(w, "    the private LAN host %s through the proxy: %s\n", netlab.Mgmt4, strings.TrimSpace(string(out)))
 
 	s.step("Leak protection: the member tries the exit's private LAN host %s", netlab.Mgmt4)
 	if _, err := harness.Get(ctx, m.NS, "http://"+netlab.Mgmt4+"/", 1500*time.Millisecond); err == nil {
