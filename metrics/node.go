@@ -139,6 +139,9 @@ type KernelProfile struct {
 	Keys map[string]int
 	// CriticalFailures counts safety-critical keys holding unsafe values.
 	CriticalFailures int
+	// Drift lists the keys not as wanted, "key=in-force (want wanted,
+	// status)", for status and load views.
+	Drift []string
 }
 
 // KernelSource returns the latest check; ok is false before the first.

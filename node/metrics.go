@@ -1,57 +1,29 @@
 package node
 
-/* Observability wiring (docs/observability.md):
-
-   start (step "metrics", after control):
-     member table over the registry, the cached device dump and the scheduler
-     → Prometheus registry (injected, never the global one) with the member,
-       scheduler, nftables, host, kernel, build, process and Go collectors
-     → HTTP server on [metrics] listen (default 127.0.0.1:9586)
-     → load ring state_dir/load.ring (12,000 samples = 50 h at 15 s)
-   running: RoutineSampler appends one sample per SampleInterval
-   control API: Load, Top, Samples (backend methods below)
-   stop: metrics server closed, ring synced and closed
+/* Metrics wiring (docs/observability.md): the node's parts adapted to the
+   metrics source interfaces, handed to package observability, which owns
+   the registry, the /metrics server, the load ring and the API's load,
+   top and samples views.
 */
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"exitd/config"
 	"exitd/control"
 	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/members"
 	"exitd/metrics"
 	"exitd/nat"
+	"exitd/observability"
 	"exitd/report"
 	"exitd/tuning"
 )
-
-// ringFile (in state_dir) is the load report's series.
-const ringFile = "load.ring"
-
-// observability is the node's metrics and load-report state.
-type observability struct {
-	reg     *prometheus.Registry
-	table   *metrics.Table
-	host    metrics.Host
-	ring    *report.Ring
-	sampler *report.Sampler
-	srv     *metrics.Server
-	url     string // of /metrics; "" when not served
-	srvErr  error  // why not served
-	every   time.Duration
-}
 
 // sojournBounds are the scheduler's histogram bucket bounds.
 func sojournBounds() []time.Duration {
@@ -170,13 +142,21 @@ func (s schedSource) SchedStats() (metrics.SchedStats, bool) {
 	}, true
 }
 
-// natReasons maps the ruleset's counter names to metric reasons.
-var natReasons = map[string]string{
-	nat.CounterSpoofDrop:           "spoof",
-	nat.CounterLeakDrop:            "leak",
-	nat.CounterMemberIsolationDrop: "isolation",
-	nat.CounterGatewayInputDrop:    "input",
-	nat.CounterForwardPolicyDrop:   "forward_policy",
+// natReason maps a ruleset counter name to its metric reason.
+func natReason(counter string) string {
+	switch counter {
+	case nat.CounterSpoofDrop:
+		return "spoof"
+	case nat.CounterLeakDrop:
+		return "leak"
+	case nat.CounterMemberIsolationDrop:
+		return "isolation"
+	case nat.CounterGatewayInputDrop:
+		return "input"
+	case nat.CounterForwardPolicyDrop:
+		return "forward_policy"
+	}
+	return counter
 }
 
 var errNoNAT = errors.New("no nftables manager")
@@ -191,11 +171,7 @@ func (s natSource) NATDrops() (map[string]metrics.NATCounter, error) {
 	}
 	out := make(map[string]metrics.NATCounter, len(cs))
 	for name, c := range cs {
-		reason, ok := natReasons[name]
-		if !ok {
-			reason = name
-		}
-		out[reason] = metrics.NATCounter{Packets: c.Packets, Bytes: c.Bytes}
+		out[natReason(name)] = metrics.NATCounter{Packets: c.Packets, Bytes: c.Bytes}
 	}
 	return out, nil
 }
@@ -230,106 +206,47 @@ func kernelProfile(r *tuning.Report) metrics.KernelProfile {
 	for _, res := range r.Results {
 		p.Keys[string(res.Status)]++
 	}
+	for _, f := range r.Failures() {
+		p.Drift = append(p.Drift, fmt.Sprintf("%s=%s (want %s, %s)", f.Key, f.InForce, f.Wanted, f.Status))
+	}
 	return p
 }
 
-// memberSlots is how many member addresses the prefixes hold (the
-// registry's plan: network and gateway excluded, IPv4 broadcast too).
-func memberSlots(p4, p6 netip.Prefix) int {
-	const maxSlots = 1 << 22
-	size := maxSlots
-	if p4.IsValid() {
-		size = min(size, 1<<(32-p4.Bits())-1)
+// sources are the node's parts as the collectors read them.
+func (n *Node) sources() observability.Sources {
+	return observability.Sources{
+		Members: memberSource{n, n.dumpPeers}, Sched: schedSource{n}, NAT: natSource{n},
+		Kernel: kernelSource{n}, DNS: dnsSource{n}, SOCKS: socksSource{n},
 	}
-	if p6.IsValid() {
-		if host := 128 - p6.Bits(); host < 22 {
-			size = min(size, 1<<host)
-		}
-	}
-	if !p4.IsValid() && !p6.IsValid() {
-		return 0
-	}
-	return max(size-2, 0)
 }
 
-// newObservability builds the registry and the table; nothing is served
-// or opened yet.
-func (n *Node) newObservability(every time.Duration) *observability {
-	o := &observability{every: every}
-	if o.every <= 0 {
-		o.every = report.DefaultInterval
-	}
+// observabilityOptions maps the config onto the observability's options.
+func (n *Node) observabilityOptions() observability.Options {
 	cfg := n.config()
-	o.table = metrics.NewTable(memberSource{n, n.dumpPeers}, metrics.TableOptions{Now: n.now, SojournBounds: sojournBounds()})
-	o.host = metrics.Host{TUN: cfg.Tunnel.Name, WAN: cfg.WAN.Interface}
-	o.reg = prometheus.NewRegistry()
-	o.reg.MustRegister(
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
-		metrics.NewBuildInfo(n.version),
-		metrics.NewMemberCollector(o.table, metrics.MemberOptions{Interface: cfg.Tunnel.Name}),
-		metrics.NewSchedCollector(schedSource{n}, o.table, sojournBounds()),
-		metrics.NewNATCollector(natSource{n}),
-		metrics.NewHostCollector(o.host),
-		metrics.NewKernelCollector(kernelSource{n}),
-		metrics.NewDNSCollector(dnsSource{n}),
-		metrics.NewSOCKSCollector(socksSource{n}),
-	)
-	return o
+	every := n.sampleEvery // the hidden --sample-interval flag wins (lab tests)
+	if every <= 0 {
+		every = cfg.Metrics.SampleInterval.Duration
+	}
+	return observability.Options{
+		Logger: n.log, Now: n.now, Version: n.version, TUN: cfg.Tunnel.Name, WAN: cfg.WAN.Interface,
+		StateDir: cfg.StateDir, Listen: cfg.Metrics.Listen, Every: every, SojournBounds: sojournBounds(),
+		MemberSlots: observability.MemberSlots(cfg.Tunnel.Prefix4, cfg.Tunnel.Prefix6),
+	}
 }
 
 // startMetrics opens the load ring and serves /metrics. An explicit
 // [metrics] listen that cannot be bound fails the start; the default
 // loopback address only warns (another exporter may hold port 9586).
 func (n *Node) startMetrics() (func(), error) {
-	cfg := n.config()
-	every := n.sampleEvery // the hidden --sample-interval flag wins (lab tests)
-	if every <= 0 {
-		every = cfg.Metrics.SampleInterval.Duration
-	}
-	o := n.newObservability(every)
-	ring, err := report.OpenRing(filepath.Join(cfg.StateDir, ringFile), report.DefaultCapacity)
+	o, err := observability.Open(n.sources(), n.observabilityOptions())
 	if err != nil {
-		n.log.Warn("load report: cannot open the ring file; keeping samples in memory only", "err", err)
-		ring = report.NewMemoryRing(report.DefaultCapacity)
-	}
-	o.ring = ring
-	o.sampler = report.NewSampler(ring, n.reading, n.log)
-	addr := cfg.Metrics.Listen
-	if addr == config.MetricsOff {
-		n.obs = o
-		return func() { o.ring.Close() }, nil
-	}
-	explicit := addr != ""
-	if !explicit {
-		addr = metrics.DefaultListen
-	}
-	srv, err := metrics.Listen(addr, o.reg, n.log)
-	switch {
-	case err == nil:
-		o.srv, o.url = srv, "http://"+srv.Addr().String()+"/metrics"
-		n.log.Info("serving Prometheus metrics", "url", o.url)
-	case explicit:
-		ring.Close()
 		return nil, err
-	default:
-		o.srvErr = err
-		n.log.Warn("metrics not served; set [metrics] listen to a free address", "err", err)
 	}
 	n.obs = o
-	return func() {
-		if o.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			o.srv.Close(ctx)
-		}
-		if err := o.ring.Close(); err != nil {
-			n.log.Warn("load report", "err", err)
-		}
-	}, nil
+	return o.Close, nil
 }
 
-// startSampler runs RoutineSampler until ctx ends.
+// startSampler runs the load report's sampler until ctx ends.
 func (n *Node) startSampler(ctx context.Context, wg *sync.WaitGroup) {
 	if n.obs == nil {
 		return
@@ -337,49 +254,8 @@ func (n *Node) startSampler(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(n.obs.every)
-		defer t.Stop()
-		n.obs.sampler.Run(ctx, n.now, t.C)
+		n.obs.Run(ctx)
 	}()
-}
-
-// reading gathers one report.Reading (RoutineSampler only).
-func (n *Node) reading(now time.Time) report.Reading {
-	o := n.obs
-	r := report.Reading{At: now, SojournBounds: sojournBounds(), Conntrack: -1, ConntrackMax: -1}
-	if s, err := o.table.Refresh(); err == nil {
-		t := s.Totals
-		r.BytesIn, r.BytesOut = t.RxBytes, t.TxBytes
-		r.OverflowDrops = t.Down.OverflowDrops + t.Up.OverflowDrops
-		r.CoDelDrops = t.Down.CoDelDrops + t.Up.CoDelDrops
-		r.CEMarks = t.Down.CEMarks + t.Up.CEMarks
-		r.Sojourn = t.SojournDown[:]
-		r.Configured, r.Active, r.Idle, r.Handshaking = s.Configured, s.Active, s.Idle, s.Handshaking
-		for i := range s.Members {
-			r.QueueBytes += s.Members[i].QueuedBytes
-		}
-	}
-	if drops, err := (natSource{n}).NATDrops(); err == nil {
-		for reason, c := range drops {
-			r.NATDrops += c.Packets
-			if reason == "leak" {
-				r.LeakDrops = c.Packets
-			}
-		}
-	}
-	if h, err := o.host.Read(); err == nil || h.WAN.Present {
-		r.WANRx, r.WANTx = h.WAN.RxBytes, h.WAN.TxBytes
-		r.LinkDrops = h.TUN.RxDropped + h.TUN.TxDropped + h.WAN.RxDropped + h.WAN.TxDropped
-		r.UDPRcvErrors = h.UDP4.RcvbufErrors + h.UDP6.RcvbufErrors
-		r.Conntrack, r.ConntrackMax = h.Conntrack, h.ConntrackMax
-	}
-	if p, err := o.host.ReadProc(); err == nil {
-		r.CPUBusy, r.CPUTotal, r.ExitdCPU, r.NCPU = p.CPUBusy, p.CPUTotal, p.SelfCPU, p.NCPU
-		r.MemTotal, r.MemAvailable, r.SwapTotal, r.SwapFree, r.ExitdRSS = p.MemTotal, p.MemAvailable, p.SwapTotal, p.SwapFree, p.SelfRSS
-	}
-	cfg := n.config()
-	r.MemberSlots = memberSlots(cfg.Tunnel.Prefix4, cfg.Tunnel.Prefix6)
-	return r
 }
 
 var _ control.MetricsBackend = backend{}
@@ -388,113 +264,18 @@ var errNoMetrics = errors.New("metrics are not set up")
 
 // Load is GET /v1/load.
 func (b backend) Load(context.Context) (control.Load, error) {
-	n := b.n
-	o := n.obs
-	if o == nil {
+	if b.n.obs == nil {
 		return control.Load{}, errNoMetrics
 	}
-	s, err := o.table.Snapshot()
-	if s == nil {
-		return control.Load{}, fmt.Errorf("node: load: %w", err)
-	}
-	l := control.Load{
-		At: s.At, WindowMs: s.Window.Milliseconds(), BytesIn: s.Totals.RxBytes, BytesOut: s.Totals.TxBytes,
-		Configured: s.Configured, Active: s.Active, Idle: s.Idle, Handshaking: s.Handshaking, Offline: s.Offline,
-		Conntrack: -1, ConntrackMax: -1, MetricsURL: o.url,
-	}
-	for i := range s.Members {
-		l.RateIn += s.Members[i].RxRate
-		l.RateOut += s.Members[i].TxRate
-	}
-	var last report.Sample
-	if ss := o.ring.Since(n.now().Add(-2 * o.every)); len(ss) > 0 {
-		last = ss[len(ss)-1]
-	}
-	if st, ok := (schedSource{n}).SchedStats(); ok {
-		l.Scheduler = &control.SchedulerLoad{
-			Discipline: st.Discipline, EgressRate: st.EgressRate, IngressRate: st.IngressRate,
-			QueueBytesDown: st.Down.QueuedBytes, QueueBytesUp: st.Up.QueuedBytes, LimitBytes: st.Down.LimitBytes,
-			OverflowDrops: st.Down.OverflowDrops + st.Up.OverflowDrops, CoDelDrops: st.Down.CoDelDrops + st.Up.CoDelDrops,
-			CEMarks: st.Down.CEMarks + st.Up.CEMarks, SentBytesDown: st.Down.SentBytes, SentBytesUp: st.Up.SentBytes,
-			InflightBytes: st.InflightBytes, SojournP99Ms: float64(last.SojournP99Us) / 1000,
-			BackloggedFlows: st.Down.ActiveFlows + st.Up.ActiveFlows,
-		}
-	}
-	if drops, err := (natSource{n}).NATDrops(); err == nil {
-		l.NATDrops = map[string]uint64{}
-		for reason, c := range drops {
-			l.NATDrops[reason] = c.Packets
-		}
-	}
-	if h, err := o.host.Read(); err == nil || h.WAN.Present {
-		l.Conntrack, l.ConntrackMax = h.Conntrack, h.ConntrackMax
-		l.UDPRcvbuf = h.UDP4.RcvbufErrors + h.UDP6.RcvbufErrors
-		l.LinkDrops = map[string]uint64{"tun rx": h.TUN.RxDropped, "tun tx": h.TUN.TxDropped, "wan rx": h.WAN.RxDropped, "wan tx": h.WAN.TxDropped}
-	}
-	if n.kernel != nil {
-		if r := n.kernel.Latest(); r != nil {
-			l.KernelKeys = kernelProfile(r).Keys
-			l.KernelCritical = len(r.CriticalFailures())
-			for _, f := range r.Failures() {
-				l.KernelDrift = append(l.KernelDrift, fmt.Sprintf("%s=%s (want %s, %s)", f.Key, f.InForce, f.Wanted, f.Status))
-			}
-		}
-	}
-	l.Warnings = loadWarnings(&l, &last, o)
-	return l, nil
-}
-
-// loadWarnings say what is wrong now and what to do about it.
-func loadWarnings(l *control.Load, last *report.Sample, o *observability) []string {
-	var w []string
-	if l.ConntrackMax > 0 && l.Conntrack*10 >= l.ConntrackMax*9 {
-		w = append(w, fmt.Sprintf("conntrack table %d%% full (%d of %d): new flows are dropped when it fills; raise net.netfilter.nf_conntrack_max (`exitd tune apply` sizes it to memory)",
-			l.Conntrack*100/l.ConntrackMax, l.Conntrack, l.ConntrackMax))
-	}
-	if last.IntervalMs > 0 && last.UDPRcvErrors > 0 {
-		w = append(w, fmt.Sprintf("UDP receive buffer overruns: %d packets lost in the last %s; raise net.core.rmem_max/rmem_default (kernel profile) or add CPU",
-			last.UDPRcvErrors, last.Interval()))
-	}
-	if last.IntervalMs > 0 && last.LinkDrops > 0 {
-		w = append(w, fmt.Sprintf("TUN/WAN interfaces dropped %d packets in the last %s; check `ip -s link` and the NIC's queues (ethtool -S)", last.LinkDrops, last.Interval()))
-	}
-	if l.Scheduler != nil && l.Scheduler.LimitBytes > 0 && l.Scheduler.QueueBytesDown*10 >= l.Scheduler.LimitBytes*9 {
-		w = append(w, "scheduler download queue near its limit: the link is saturated; members see drops (expected under full load; if constant, add capacity or lower [scheduler] egress_rate to the real link rate)")
-	}
-	if o.srvErr != nil {
-		w = append(w, fmt.Sprintf("Prometheus metrics are not served (%v); set [metrics] listen to a free address", o.srvErr))
-	}
-	return w
-}
-
-// topKeys order GET /v1/top.
-var topKeys = map[string]func(*metrics.MemberView) float64{
-	control.SortRate:  func(v *metrics.MemberView) float64 { return v.Rate() },
-	control.SortQueue: func(v *metrics.MemberView) float64 { return float64(v.QueueDelay) + float64(v.QueuedBytes)*1e-9 },
-	control.SortDrops: func(v *metrics.MemberView) float64 { return v.DropRate + float64(v.Drops)*1e-9 },
+	return b.n.obs.Load()
 }
 
 // Top is GET /v1/top.
-func (b backend) Top(ctx context.Context, k int, sort string) (control.Top, error) {
-	l, err := b.Load(ctx)
-	if err != nil {
-		return control.Top{}, err
+func (b backend) Top(_ context.Context, k int, sort string) (control.Top, error) {
+	if b.n.obs == nil {
+		return control.Top{}, errNoMetrics
 	}
-	s, _ := b.n.obs.table.Snapshot()
-	key, ok := topKeys[sort]
-	if !ok {
-		return control.Top{}, &control.APIError{Code: control.CodeInvalidRequest, Message: "sort must be rate, queue or drops"}
-	}
-	t := control.Top{Load: l, Sort: sort, Members: []control.TopMember{}}
-	for _, v := range s.Top(k, key) {
-		t.Members = append(t.Members, control.TopMember{
-			Label: v.Label, PublicKey: v.PublicKey, State: v.State.String(),
-			RateIn: v.RxRate, RateOut: v.TxRate, BytesIn: v.RxBytes, BytesOut: v.TxBytes,
-			QueueBytes: v.QueuedBytes, QueueDelayMs: float64(v.QueueDelay) / 1e6,
-			Drops: v.Drops, DropRate: v.DropRate, LastHandshake: v.LastHandshake,
-		})
-	}
-	return t, nil
+	return b.n.obs.Top(k, sort)
 }
 
 // Samples is GET /v1/samples.
@@ -502,5 +283,5 @@ func (b backend) Samples(_ context.Context, since time.Time) ([]report.Sample, e
 	if b.n.obs == nil {
 		return nil, errNoMetrics
 	}
-	return b.n.obs.ring.Since(since), nil
+	return b.n.obs.Samples(since), nil
 }

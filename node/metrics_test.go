@@ -15,6 +15,7 @@ import (
 	"exitd/members"
 	"exitd/metrics"
 	"exitd/nat"
+	"exitd/observability"
 	"exitd/report"
 	"exitd/tuning"
 )
@@ -30,36 +31,12 @@ func TestSojournBucketsMatchScheduler(t *testing.T) {
 }
 
 func TestNATReasonsCoverCounters(t *testing.T) {
-	for _, name := range []string{nat.CounterSpoofDrop, nat.CounterLeakDrop, nat.CounterMemberIsolationDrop,
-		nat.CounterGatewayInputDrop, nat.CounterForwardPolicyDrop} {
-		if natReasons[name] == "" {
-			t.Errorf("nft counter %s has no metric reason", name)
-		}
-	}
-	want := map[string]bool{"spoof": true, "leak": true, "isolation": true, "input": true, "forward_policy": true}
-	for _, r := range natReasons {
-		if !want[r] {
-			t.Errorf("unexpected reason %q", r)
-		}
-	}
-}
-
-func TestMemberSlots(t *testing.T) {
-	p := netip.MustParsePrefix
-	tests := []struct {
-		name   string
-		p4, p6 netip.Prefix
-		want   int
-	}{
-		{"/16 and /64", p("10.99.0.0/16"), p("fd00:99::/64"), 65533},
-		{"/24 only", p("10.0.0.0/24"), netip.Prefix{}, 253},
-		{"/112 v6 only", netip.Prefix{}, p("fd00::/112"), 65534},
-		{"/30", p("10.0.0.0/30"), netip.Prefix{}, 1},
-		{"none", netip.Prefix{}, netip.Prefix{}, 0},
-	}
-	for _, tc := range tests {
-		if got := memberSlots(tc.p4, tc.p6); got != tc.want {
-			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+	want := map[string]string{nat.CounterSpoofDrop: "spoof", nat.CounterLeakDrop: "leak",
+		nat.CounterMemberIsolationDrop: "isolation", nat.CounterGatewayInputDrop: "input",
+		nat.CounterForwardPolicyDrop: "forward_policy", "something_new": "something_new"}
+	for counter, reason := range want {
+		if got := natReason(counter); got != reason {
+			t.Errorf("natReason(%s) = %q, want %q", counter, got, reason)
 		}
 	}
 }
@@ -71,39 +48,9 @@ func TestKernelProfileCounts(t *testing.T) {
 		{Key: "d", Status: tuning.StatusAbsent, Optional: true},
 	}}
 	p := kernelProfile(r)
-	if p.Keys["ok"] != 2 || p.Keys["drift"] != 1 || p.Keys["absent"] != 1 || p.CriticalFailures != 1 || !p.At.Equal(r.At) {
+	if p.Keys["ok"] != 2 || p.Keys["drift"] != 1 || p.Keys["absent"] != 1 || p.CriticalFailures != 1 || !p.At.Equal(r.At) ||
+		len(p.Drift) != 2 || !strings.HasPrefix(p.Drift[0], "c=") {
 		t.Fatalf("%+v", p)
-	}
-}
-
-func TestLoadWarnings(t *testing.T) {
-	o := &observability{}
-	tests := []struct {
-		name string
-		l    control.Load
-		last report.Sample
-		o    *observability
-		want []string
-	}{
-		{"quiet", control.Load{Conntrack: 10, ConntrackMax: 100}, report.Sample{}, o, nil},
-		{"conntrack 95%", control.Load{Conntrack: 95, ConntrackMax: 100}, report.Sample{}, o, []string{"conntrack table 95% full", "nf_conntrack_max"}},
-		{"udp overruns", control.Load{}, report.Sample{IntervalMs: 15000, UDPRcvErrors: 7}, o, []string{"UDP receive buffer overruns: 7 packets lost in the last 15s", "rmem_max"}},
-		{"link drops", control.Load{}, report.Sample{IntervalMs: 15000, LinkDrops: 3}, o, []string{"dropped 3 packets", "ethtool"}},
-		{"queue full", control.Load{Scheduler: &control.SchedulerLoad{LimitBytes: 100, QueueBytesDown: 95}}, report.Sample{}, o, []string{"near its limit"}},
-		{"metrics not served", control.Load{}, report.Sample{}, &observability{srvErr: fmt.Errorf("address in use")}, []string{"not served (address in use)", "[metrics] listen"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := strings.Join(loadWarnings(&tc.l, &tc.last, tc.o), "\n")
-			if len(tc.want) == 0 && got != "" {
-				t.Fatalf("unexpected warnings: %s", got)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(got, w) {
-					t.Errorf("warnings %q lack %q", got, w)
-				}
-			}
-		})
 	}
 }
 
@@ -182,12 +129,9 @@ func TestSchedSourceAndObservability(t *testing.T) {
 	if _, ok := (kernelSource{&Node{}}).KernelProfile(); ok {
 		t.Fatal("no kernel monitor reported a profile")
 	}
-	o := n.newObservability(0)
-	if o.every != report.DefaultInterval {
-		t.Fatalf("default interval %v", o.every)
-	}
-	if o.table == nil || o.reg == nil || o.host.TUN != n.config().Tunnel.Name || o.host.WAN != "eth0" {
-		t.Fatalf("observability %+v", o)
+	o := n.observabilityOptions()
+	if o.TUN != n.config().Tunnel.Name || o.WAN != "eth0" || o.Every != 15*time.Second || o.MemberSlots != 65533 || len(o.SojournBounds) != metrics.SojournBuckets {
+		t.Fatalf("observability options %+v", o)
 	}
 }
 
@@ -202,11 +146,15 @@ func observedNode(t *testing.T) (*Node, []members.Member, map[keys.Key]dataplane
 		t.Fatal(err)
 	}
 	peers := map[keys.Key]dataplane.PeerStats{}
-	o := n.newObservability(time.Second)
-	o.table = metrics.NewTable(memberSource{n, func() (map[keys.Key]dataplane.PeerStats, error) { return peers, nil }},
-		metrics.TableOptions{Now: n.now, SojournBounds: sojournBounds()})
-	o.ring = report.NewMemoryRing(100)
-	o.sampler = report.NewSampler(o.ring, n.reading, nil)
+	src := n.sources()
+	src.Members = memberSource{n, func() (map[keys.Key]dataplane.PeerStats, error) { return peers, nil }}
+	opts := n.observabilityOptions()
+	opts.StateDir, opts.Listen, opts.Every = t.TempDir(), "off", time.Second
+	o, err := observability.Open(src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
 	n.obs = o
 	return n, ms, peers, &now
 }
@@ -215,13 +163,13 @@ func TestBackendLoadTopSamples(t *testing.T) {
 	n, ms, peers, now := observedNode(t)
 	ctx := t.Context()
 	b := backend{n}
-	n.obs.sampler.Sample(*now)
+	n.obs.Sample(*now)
 	// Two seconds later alice downloaded 2 MB, bob 200 kB; carol is idle.
 	*now = now.Add(2 * time.Second)
 	peers[ms[0].PublicKey] = dataplane.PeerStats{PublicKey: ms[0].PublicKey, TxBytes: 2_000_000, RxBytes: 50_000, LastHandshake: *now}
 	peers[ms[1].PublicKey] = dataplane.PeerStats{PublicKey: ms[1].PublicKey, TxBytes: 200_000, RxBytes: 9_000, LastHandshake: *now}
 	peers[ms[2].PublicKey] = dataplane.PeerStats{PublicKey: ms[2].PublicKey, LastHandshake: *now}
-	s := n.obs.sampler.Sample(*now)
+	s := n.obs.Sample(*now)
 	if s.BytesOut != 2_200_000 || s.BytesIn != 59_000 || s.Configured != 3 || s.IntervalMs != 2000 || s.MemberSlots != 65533 {
 		t.Fatalf("sample %+v", s)
 	}
@@ -268,19 +216,19 @@ func TestBackendLoadTopSamples(t *testing.T) {
 }
 
 func TestStartMetricsServesAndStops(t *testing.T) {
-	n, _, _, _ := observedNode(t)
+	n, _ := metricsTestNode(t, 1)
 	n.config().StateDir = t.TempDir()
 	n.config().Metrics.Listen = "127.0.0.1:0"
 	stop, err := n.startMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.obs.url == "" || !strings.HasPrefix(n.obs.url, "http://127.0.0.1:") {
-		t.Fatalf("url %q", n.obs.url)
+	if u := n.obs.URL(); !strings.HasPrefix(u, "http://127.0.0.1:") {
+		t.Fatalf("url %q", u)
 	}
-	n.obs.ring.Append(report.Sample{TimeMs: 1})
+	n.obs.Sample(time.Now())
 	stop()
-	got, err := report.ReadRingFile(filepath.Join(n.config().StateDir, ringFile))
+	got, err := report.ReadRingFile(filepath.Join(n.config().StateDir, observability.RingFile))
 	if err != nil || len(got) != 1 {
 		t.Fatalf("ring after stop: %v %v", got, err)
 	}

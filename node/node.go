@@ -34,6 +34,7 @@ import (
 	"exitd/keys"
 	"exitd/members"
 	"exitd/nat"
+	"exitd/observability"
 	"exitd/service"
 	"exitd/socks"
 	"exitd/tuning"
@@ -94,7 +95,7 @@ type Node struct {
 	ctl        *control.Server
 	kernel     *tuning.Monitor
 
-	obs         *observability // metrics.go; nil before the metrics step
+	obs         *observability.Observability // nil before the metrics step
 	sampleEvery time.Duration
 
 	svc    Service         // service.go

@@ -85,7 +85,7 @@ var production = not(any(under("exitd/internal"), is("exitd/cmd/exitlab")))
 // leaves are the parts the node composes; they know nothing of it.
 var leaves = is("exitd/sched", "exitd/nat", "exitd/tuning", "exitd/members", "exitd/keys", "exitd/config",
 	"exitd/control", "exitd/metrics", "exitd/report", "exitd/service", "exitd/tunnel", "exitd/units",
-	"exitd/socks", "exitd/dns")
+	"exitd/socks", "exitd/dns", "exitd/observability")
 
 func rules() []rule {
 	return []rule{
