@@ -87,11 +87,21 @@ func Boot(ctx context.Context, o Options) (c *Container, err error) {
 		c.merged = ""
 		return nil, fmt.Errorf("nspawn: mount overlay: %w", err)
 	}
+	// The container gets its own /dev/net/tun node, mode 0666 as udev makes
+	// it on a real host: exitd runs as user exitd and must open it. Some
+	// hosts keep theirs at 0600, and the host's node is not ours to change.
+	tunNode := filepath.Join(c.tmp, "tun")
+	if err := unix.Mknod(tunNode, unix.S_IFCHR|0o666, int(unix.Mkdev(10, 200))); err != nil {
+		return nil, fmt.Errorf("nspawn: make a TUN device node: %w", err)
+	}
+	if err := os.Chmod(tunNode, 0o666); err != nil { // past the umask
+		return nil, fmt.Errorf("nspawn: %w", err)
+	}
 	args := []string{
 		"-D", c.merged, "--boot", "--register=no", "--keep-unit",
 		"--machine=" + c.Name, "--network-namespace-path=" + o.NetNS,
 		"--console=pipe", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-		"--bind=/dev/net/tun",
+		"--bind=" + tunNode + ":/dev/net/tun",
 		// --network-namespace-path alone keeps CAP_NET_ADMIN out of the
 		// container; it is confined to the lab namespace anyway.
 		"--capability=CAP_NET_ADMIN",
