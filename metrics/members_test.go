@@ -356,10 +356,10 @@ func TestHostCollectorTable(t *testing.T) {
 		s    HostStats
 		want int
 	}{
-		{"nothing present, conntrack unknown", HostStats{Conntrack: -1, ConntrackMax: -1}, 6},
-		{"conntrack zero is known", HostStats{Conntrack: 0, ConntrackMax: 0}, 8},
-		{"both links", HostStats{Conntrack: -1, ConntrackMax: -1, TUN: LinkStats{Present: true}, WAN: LinkStats{Present: true}}, 6 + 12},
-		{"only max known", HostStats{Conntrack: -1, ConntrackMax: 65536}, 7},
+		{"nothing present, conntrack unknown", HostStats{Conntrack: -1, ConntrackMax: -1}, 8},
+		{"conntrack zero is known", HostStats{Conntrack: 0, ConntrackMax: 0}, 10},
+		{"both links", HostStats{Conntrack: -1, ConntrackMax: -1, TUN: LinkStats{Present: true}, WAN: LinkStats{Present: true}}, 8 + 12},
+		{"only max known", HostStats{Conntrack: -1, ConntrackMax: 65536}, 9},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

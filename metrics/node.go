@@ -75,6 +75,7 @@ var _ HostReader = Host{}
 type hostCollector struct {
 	src                               HostReader
 	udpErrs, linkBytes, linkDrops     *prometheus.Desc
+	ipHdrErrs                         *prometheus.Desc
 	linkErrs, conntrack, conntrackMax *prometheus.Desc
 }
 
@@ -82,6 +83,7 @@ type hostCollector struct {
 func NewHostCollector(src HostReader) prometheus.Collector {
 	link := []string{"link", "direction"}
 	return &hostCollector{src: src,
+		ipHdrErrs:    prometheus.NewDesc("exitd_ip_header_errors_total", "IP packets the node's kernel dropped for a malformed header, by family (members' malformed packets included).", []string{"family"}, nil),
 		udpErrs:      prometheus.NewDesc("exitd_udp_errors_total", "UDP errors of the node's network namespace (all sockets, members' UDP/443 included), by family and kind: receive (InErrors), receive_buffer (RcvbufErrors: packets lost because a socket's buffer was full), send_buffer (SndbufErrors).", []string{"family", "kind"}, nil),
 		linkBytes:    prometheus.NewDesc("exitd_link_bytes_total", "Bytes through the TUN and WAN interfaces (link: tun or wan; direction: rx or tx, as the interface counts).", link, nil),
 		linkDrops:    prometheus.NewDesc("exitd_link_dropped_packets_total", "Packets the TUN or WAN interface dropped (queue full, no buffer).", link, nil),
@@ -92,7 +94,7 @@ func NewHostCollector(src HostReader) prometheus.Collector {
 }
 
 func (c *hostCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.udpErrs, c.linkBytes, c.linkDrops, c.linkErrs, c.conntrack, c.conntrackMax} {
+	for _, d := range []*prometheus.Desc{c.udpErrs, c.ipHdrErrs, c.linkBytes, c.linkDrops, c.linkErrs, c.conntrack, c.conntrackMax} {
 		ch <- d
 	}
 }
@@ -102,6 +104,8 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
 	}
+	counter(c.ipHdrErrs, st.IPHdrErrors4, "ipv4")
+	counter(c.ipHdrErrs, st.IPHdrErrors6, "ipv6")
 	for _, u := range []struct {
 		fam string
 		s   UDPStats

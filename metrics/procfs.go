@@ -35,7 +35,11 @@ type LinkStats struct {
 // HostStats are the network figures of the node's namespace.
 type HostStats struct {
 	UDP4, UDP6 UDPStats
-	TUN, WAN   LinkStats
+	// IPHdrErrors4 and IPHdrErrors6 count IP packets the kernel dropped
+	// for a malformed header (Ip InHdrErrors, Ip6InHdrErrors): garbage
+	// members put into their tunnels ends here.
+	IPHdrErrors4, IPHdrErrors6 uint64
+	TUN, WAN                   LinkStats
 	// Conntrack entries in use and the table's size; -1 when unknown
 	// (nf_conntrack not loaded).
 	Conntrack, ConntrackMax int64
@@ -71,11 +75,15 @@ func (h Host) Read() (HostStats, error) {
 	var errs []error
 	if b, err := os.ReadFile(h.path("net", "snmp")); err != nil {
 		errs = append(errs, err)
-	} else if st.UDP4, err = parseSNMP(b); err != nil {
-		errs = append(errs, err)
+	} else {
+		if st.UDP4, err = parseSNMP(b); err != nil {
+			errs = append(errs, err)
+		}
+		st.IPHdrErrors4 = snmpLine(b, "Ip:")["InHdrErrors"]
 	}
 	if b, err := os.ReadFile(h.path("net", "snmp6")); err == nil { // absent without IPv6
 		st.UDP6 = parseSNMP6(b)
+		st.IPHdrErrors6 = snmp6Value(b, "Ip6InHdrErrors")
 	}
 	if b, err := os.ReadFile(h.path("net", "dev")); err != nil {
 		errs = append(errs, err)
@@ -136,11 +144,21 @@ func readInt(path string) int64 {
 
 // parseSNMP reads the Udp: header/value line pair of /proc/net/snmp.
 func parseSNMP(b []byte) (UDPStats, error) {
+	vals := snmpLine(b, "Udp:")
+	if vals == nil {
+		return UDPStats{}, errors.New("no Udp: lines in snmp")
+	}
+	return UDPStats{InErrors: vals["InErrors"], RcvbufErrors: vals["RcvbufErrors"], SndbufErrors: vals["SndbufErrors"]}, nil
+}
+
+// snmpLine reads one header/value line pair of /proc/net/snmp ("Ip:",
+// "Udp:", ...) into a map; nil when absent.
+func snmpLine(b []byte, prefix string) map[string]uint64 {
 	var names []string
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "Udp:" {
+		if len(f) == 0 || f[0] != prefix {
 			continue
 		}
 		if names == nil {
@@ -154,9 +172,21 @@ func parseSNMP(b []byte) (UDPStats, error) {
 				vals[names[i]] = n
 			}
 		}
-		return UDPStats{InErrors: vals["InErrors"], RcvbufErrors: vals["RcvbufErrors"], SndbufErrors: vals["SndbufErrors"]}, nil
+		return vals
 	}
-	return UDPStats{}, errors.New("no Udp: lines in snmp")
+	return nil
+}
+
+// snmp6Value reads one "Name value" line of /proc/net/snmp6.
+func snmp6Value(b []byte, name string) uint64 {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseUint(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
 }
 
 // parseSNMP6 reads "Name value" lines of /proc/net/snmp6.

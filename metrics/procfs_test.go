@@ -8,8 +8,8 @@ import (
 )
 
 const (
-	snmpFixture = `Ip: Forwarding DefaultTTL InReceives
-Ip: 1 64 12345
+	snmpFixture = `Ip: Forwarding DefaultTTL InReceives InHdrErrors
+Ip: 1 64 12345 356
 Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
 Udp: 1000 2 17 900 15 1 0 0 0
 UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
@@ -19,6 +19,7 @@ UdpLite: 0 0 0 0 0 0 0 0 0
 Udp6InErrors                    	3
 Udp6RcvbufErrors                	2
 Udp6SndbufErrors                	1
+Ip6InHdrErrors                  	68
 `
 	netDevFixture = `Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
@@ -65,8 +66,9 @@ func TestHostRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := HostStats{
-		UDP4: UDPStats{InErrors: 17, RcvbufErrors: 15, SndbufErrors: 1},
-		UDP6: UDPStats{InErrors: 3, RcvbufErrors: 2, SndbufErrors: 1},
+		UDP4:         UDPStats{InErrors: 17, RcvbufErrors: 15, SndbufErrors: 1},
+		UDP6:         UDPStats{InErrors: 3, RcvbufErrors: 2, SndbufErrors: 1},
+		IPHdrErrors4: 356, IPHdrErrors6: 68,
 		TUN: LinkStats{Present: true, RxBytes: 5000000, RxPackets: 4000, RxErrors: 1, RxDropped: 2,
 			TxBytes: 90000000, TxPackets: 70000, TxErrors: 3, TxDropped: 4},
 		WAN: LinkStats{Present: true, RxBytes: 95000000, RxPackets: 80000, RxDropped: 7,
