@@ -175,6 +175,45 @@ func TestNATCombinations(t *testing.T) {
 	}
 }
 
+func TestNATTables(t *testing.T) {
+	tests := []struct {
+		name, extra string
+		key, msg    string // "" = valid
+		want        string
+	}{
+		{"default", "", "", "", "auto"},
+		{"auto", "nat_tables = \"auto\"\n", "", "", "auto"},
+		{"inet", "nat_tables = \"inet\"\n", "", "", "inet"},
+		{"split", "nat_tables = \"split\"\n", "", "", "split"},
+		{"split with snat", "nat = \"snat\"\nsnat_pool = \"198.51.100.9\"\nnat_tables = \"split\"\n", "", "", "split"},
+		{"empty is the default", "nat_tables = \"\"\n", "", "", "auto"},
+		{"upper case", "nat_tables = \"Split\"\n", "wan.nat_tables", `must be "auto", "inet" or "split", got "Split"`, ""},
+		{"a family", "nat_tables = \"ip\"\n", "wan.nat_tables", `must be "auto", "inet" or "split", got "ip"`, ""},
+		{"ip6 spelled out", "nat_tables = \"ip+ip6\"\n", "wan.nat_tables", `got "ip+ip6"`, ""},
+		{"not a string", "nat_tables = 2\n", "wan.nat_tables", "", ""},
+		{"singular", "nat_table = \"split\"\n", "wan.nat_table", `did you mean "wan.nat_tables"?`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := withTable(tc.extra)
+			if tc.key != "" {
+				ce := parseErr(t, src)
+				if ce.Key != tc.key || ce.Line < 8 || !strings.Contains(ce.Msg, tc.msg) {
+					t.Fatalf("got %#v, want key %s on line 8 or later mentioning %q", *ce, tc.key, tc.msg)
+				}
+				return
+			}
+			c, err := Parse("b.toml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WAN.NATTables != tc.want {
+				t.Fatalf("nat_tables %q, want %q", c.WAN.NATTables, tc.want)
+			}
+		})
+	}
+}
+
 func TestIPv6Only(t *testing.T) {
 	src := "[tunnel]\nipv6 = \"fd00:99::/64\"\n[wan]\ninterface = \"eth0\"\n"
 	c, err := Parse("", []byte(src))

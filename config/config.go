@@ -20,6 +20,7 @@ const (
 	DefaultMTU        = 1420
 	DefaultSocket     = "/run/exitd/control.sock"
 	DefaultNAT        = "masquerade"
+	DefaultNATTables  = "auto" // [wan] nat_tables: probe the kernel for inet NAT
 	DefaultDiscipline = "srr"
 	DefaultQuarantine = 24 * time.Hour
 	// DefaultSampleInterval is the Dante report's 15 s.
@@ -100,6 +101,12 @@ type WAN struct {
 	NAT       string `toml:"nat"`
 	SNATPool  string `toml:"snat_pool"`
 	SNATPorts string `toml:"snat_ports"`
+	// NATTables is where the NAT chains live: "auto" (default: in the
+	// inet table when the kernel allows it, else in ip and ip6 tables),
+	// "inet" (refuse to start on a kernel without inet-family NAT, which
+	// needs Linux 5.2 or a backport) or "split" (always ip and ip6 NAT
+	// tables beside the inet filter table).
+	NATTables string `toml:"nat_tables"`
 
 	// Parsed SNAT pool and ports; valid only when NAT == "snat".
 	Pool  [2]netip.Addr `toml:"-"`

@@ -34,6 +34,7 @@ func TestDefaults(t *testing.T) {
 		{"tun name", c.Tunnel.Name, "exit0"},
 		{"mtu", c.Tunnel.MTU, 1420},
 		{"nat", c.WAN.NAT, "masquerade"},
+		{"nat_tables", c.WAN.NATTables, "auto"},
 		{"isolation", c.Filter.Isolation(), true},
 		{"socket", c.Control.Socket, "/run/exitd/control.sock"},
 		{"group", c.Control.Group, "exitd"},

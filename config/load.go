@@ -102,7 +102,7 @@ func knownKeys() []string {
 	return []string{
 		"state_dir", "public_endpoint", "listen.port", "tunnel.name", "tunnel.mtu",
 		"tunnel.ipv4", "tunnel.ipv6", "wan.interface", "wan.nat", "wan.snat_pool",
-		"wan.snat_ports", "filter.member_isolation", "filter.block", "filter.allow", "control.socket",
+		"wan.snat_ports", "wan.nat_tables", "filter.member_isolation", "filter.block", "filter.allow", "control.socket",
 		"control.group", "scheduler.discipline", "scheduler.egress_rate",
 		"scheduler.ingress_rate", "scheduler.byte_limit", "scheduler.packet_limit",
 		"members.address_quarantine", "metrics.listen", "metrics.sample_interval", "log.level",

@@ -204,6 +204,13 @@ func (w *WAN) finish() error {
 	default:
 		return bad("wan.nat", "must be \"masquerade\" or \"snat\", got %q", w.NAT)
 	}
+	switch w.NATTables {
+	case "":
+		w.NATTables = DefaultNATTables
+	case "auto", "inet", "split":
+	default:
+		return bad("wan.nat_tables", "must be \"auto\", \"inet\" or \"split\", got %q", w.NATTables)
+	}
 	return nil
 }
 

@@ -128,6 +128,7 @@ type Status struct {
 	RxBytes          uint64            `json:"rx_bytes"`
 	TxBytes          uint64            `json:"tx_bytes"`
 	NATPresent       bool              `json:"nat_present"`
+	NATMode          string            `json:"nat_mode,omitempty"` // "inet", or "split (ip + ip6 nat tables)" without inet-family NAT
 	Drops            map[string]uint64 `json:"drops,omitempty"`
 	// Services inside the tunnel; nil when off.
 	DNS      *ServiceStatus `json:"dns,omitempty"`

@@ -9,6 +9,7 @@ import (
 )
 
 // DefaultTable is the name of the inet table when Config.Table is empty.
+// The split layout's ip and ip6 tables are named after it: "exitd_nat".
 const DefaultTable = "exitd"
 
 // Mode chooses how member traffic is source-NATed out of the WAN.
@@ -37,7 +38,8 @@ func (m Mode) String() string {
 // Config is the whole ruleset's input. The zero value of an optional field
 // disables what it configures; Validate says what is required.
 type Config struct {
-	// Table is the inet table's name; empty means DefaultTable.
+	// Table is the inet table's name; empty means DefaultTable. The split
+	// layout's ip and ip6 tables are Table + "_nat".
 	Table string
 	// Tun is the members' interface, WAN the uplink. Both are matched by
 	// name, so the rules survive the TUN being re-created.
@@ -82,6 +84,10 @@ type Config struct {
 	// WANPrefixes), for an operator who wants a neighbour reachable. It may
 	// not open loopback or the member prefixes.
 	Allow []netip.Prefix
+	// Layout is where the NAT chains live: LayoutAuto (the zero value)
+	// probes the kernel, LayoutInet insists on the inet table, LayoutSplit
+	// forces the ip + ip6 fallback.
+	Layout Layout
 }
 
 // DenySet is the deny set this config's ruleset enforces: the built-in
@@ -172,6 +178,9 @@ func (c Config) validate() error {
 	default:
 		return fmt.Errorf("unknown mode %d", int(c.Mode))
 	}
+	if c.Layout < LayoutAuto || c.Layout > LayoutSplit {
+		return fmt.Errorf("unknown table layout %d", int(c.Layout))
+	}
 	for _, list := range []struct {
 		what string
 		ps   []netip.Prefix
@@ -210,10 +219,11 @@ func validPrefix(what string, p netip.Prefix) error {
 	return nil
 }
 
-// validTableName follows nft's identifier rules, within NFT_NAME_MAXLEN.
+// validTableName follows nft's identifier rules, within NFT_NAME_MAXLEN
+// (255 bytes) once the split layout's "_nat" is appended.
 func validTableName(s string) error {
-	if len(s) > 255 {
-		return fmt.Errorf("table name is %d bytes, more than 255", len(s))
+	if n := 255 - len(natSuffix); len(s) > n {
+		return fmt.Errorf("table name is %d bytes, more than %d (the NAT tables append %q)", len(s), n, natSuffix)
 	}
 	for i, r := range s {
 		alpha := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'

@@ -43,7 +43,12 @@ func TestValidate(t *testing.T) {
 		{"wan with space", func(c *Config) { c.WAN = "eth 0" }, good, "whitespace"},
 		{"dot interface", func(c *Config) { c.Tun = ".." }, good, "not an interface name"},
 		{"tun is wan", func(c *Config) { c.WAN = c.Tun }, good, "same interface"},
-		{"table too long", func(c *Config) { c.Table = strings.Repeat("t", 256) }, good, "more than 255"},
+		{"table at the limit", func(c *Config) { c.Table = strings.Repeat("t", 251) }, good, ""},
+		{"table too long", func(c *Config) { c.Table = strings.Repeat("t", 252) }, good, `more than 251 (the NAT tables append "_nat")`},
+		{"layout split", func(c *Config) { c.Layout = LayoutSplit }, good, ""},
+		{"layout inet", func(c *Config) { c.Layout = LayoutInet }, good, ""},
+		{"layout unknown", func(c *Config) { c.Layout = 3 }, good, "unknown table layout 3"},
+		{"layout negative", func(c *Config) { c.Layout = -1 }, good, "unknown table layout -1"},
 		{"table bad char", func(c *Config) { c.Table = "exit d" }, good, "table name"},
 		{"table leading digit", func(c *Config) { c.Table = "1exitd" }, good, "table name"},
 		{"no members", func(c *Config) {
@@ -143,6 +148,14 @@ func TestModeString(t *testing.T) {
 	for m, want := range map[Mode]string{Masquerade: "masquerade", SNAT: "snat", 9: "Mode(9)"} {
 		if got := m.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int(m), got, want)
+		}
+	}
+}
+
+func TestLayoutString(t *testing.T) {
+	for l, want := range map[Layout]string{LayoutAuto: "auto", LayoutInet: "inet", LayoutSplit: "split", 7: "Layout(7)"} {
+		if got := l.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", int(l), got, want)
 		}
 	}
 }

@@ -80,6 +80,14 @@ func TestKernelGolden(t *testing.T) {
 			if ok, err := m.Present(); err != nil || !ok {
 				t.Errorf("Present = %v, %v; want true", ok, err)
 			}
+			// LayoutAuto probes: this kernel has inet NAT.
+			want := "inet"
+			if tc.cfg.Layout == LayoutSplit {
+				want = "split (ip + ip6 nat tables)"
+			}
+			if got := m.Mode(); got != want {
+				t.Errorf("Mode = %q, want %q", got, want)
+			}
 		})
 	}
 }
@@ -108,44 +116,70 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-// TestKernelRemove: Remove deletes our table only, is idempotent, and works
-// on a Manager that never applied (exitd cleanup after a crash).
+// TestKernelRemove: Remove deletes our tables only (the split layout's ip
+// and ip6 ones too), is idempotent, and works on a Manager that never
+// applied (exitd cleanup after a crash) whichever layout was left behind.
 func TestKernelRemove(t *testing.T) {
+	for _, tc := range []testCase{testCases()[0], {"split", splitCase(t)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, ns := nsManager(t)
+			nftIn(t, int(ns), "table inet other {\n chain c { type filter hook input priority 0; counter; }\n}\ntable ip legacy {\n chain c { type nat hook postrouting priority srcnat; masquerade; }\n}\ntable ip6 exitd {\n chain c { type filter hook input priority 0; counter; }\n}\n", "-f", "-")
+			before := listRuleset(t, ns)
+
+			if err := m.Apply(tc.cfg); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(listRuleset(t, ns), "table inet exitd") {
+				t.Fatal("table missing after Apply")
+			}
+			for i := range 2 {
+				if err := m.Remove(); err != nil {
+					t.Fatalf("Remove #%d: %v", i+1, err)
+				}
+				if got := listRuleset(t, ns); got != before {
+					t.Fatalf("after Remove #%d the ruleset is\n%s\nwant the other tables untouched:\n%s", i+1, got, before)
+				}
+			}
+			if ok, err := m.Present(); err != nil || ok {
+				t.Errorf("Present after Remove = %v, %v", ok, err)
+			}
+
+			// A fresh Manager (crash cleanup) removes leftover tables by name.
+			if err := m.Apply(tc.cfg); err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := New(Options{NetNS: int(ns)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			if got := listRuleset(t, ns); got != before {
+				t.Fatalf("cleanup left\n%s", got)
+			}
+		})
+	}
+}
+
+// TestKernelSplitPresent: with the split layout Present needs all three
+// tables.
+func TestKernelSplitPresent(t *testing.T) {
 	m, ns := nsManager(t)
-	nftIn(t, int(ns), "table inet other {\n chain c { type filter hook input priority 0; counter; }\n}\ntable ip legacy {\n chain c { type nat hook postrouting priority srcnat; masquerade; }\n}\n", "-f", "-")
-	before := listRuleset(t, ns)
-
-	if err := m.Apply(testCases()[0].cfg); err != nil {
+	if err := m.Apply(splitCase(t)); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(listRuleset(t, ns), "table inet exitd") {
-		t.Fatal("table missing after Apply")
-	}
-	for i := range 2 {
-		if err := m.Remove(); err != nil {
-			t.Fatalf("Remove #%d: %v", i+1, err)
+	for _, table := range []string{"ip6", "ip"} {
+		if ok, err := m.Present(); err != nil || !ok {
+			t.Fatalf("Present = %v, %v; want true", ok, err)
 		}
-		if got := listRuleset(t, ns); got != before {
-			t.Fatalf("after Remove #%d the ruleset is\n%s\nwant the other tables untouched:\n%s", i+1, got, before)
+		nftIn(t, int(ns), "", "delete", "table", table, "exitd_nat")
+		if ok, err := m.Present(); err != nil || ok {
+			t.Errorf("Present without table %s exitd_nat = %v, %v; want false", table, ok, err)
 		}
-	}
-	if ok, err := m.Present(); err != nil || ok {
-		t.Errorf("Present after Remove = %v, %v", ok, err)
-	}
-
-	// A fresh Manager (crash cleanup) removes a leftover table by name.
-	if err := m.Apply(testCases()[0].cfg); err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := New(Options{NetNS: int(ns)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fresh.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if got := listRuleset(t, ns); got != before {
-		t.Fatalf("cleanup left\n%s", got)
+		if err := m.Apply(splitCase(t)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

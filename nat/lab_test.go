@@ -298,10 +298,18 @@ func TestLabTraffic(t *testing.T) {
 
 // TestLabReapplyUnderFlood re-applies the ruleset 50 times while the member
 // floods a blocked and an allowed destination: not one blocked or un-NATed
-// packet may reach the target.
+// packet may reach the target. In both layouts: the split one replaces
+// three tables in the one transaction.
 func TestLabReapplyUnderFlood(t *testing.T) {
 	testenv.RequireRoot(t)
+	for _, layout := range []Layout{LayoutAuto, LayoutSplit} {
+		t.Run(layout.String(), func(t *testing.T) { reapplyUnderFlood(t, layout) })
+	}
+}
+
+func reapplyUnderFlood(t *testing.T, layout Layout) {
 	l := newLab(t)
+	l.cfg.Layout = layout
 	if err := l.m.Apply(l.cfg); err != nil {
 		t.Fatal(err)
 	}

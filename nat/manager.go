@@ -68,7 +68,11 @@ type Manager struct {
 	deny     *DenySet   // last.DenySet()
 	expected tableState // the table as dumped right after the last apply; nil if unknown
 	applied  bool       // true between a successful Apply and Remove
-	probed   bool       // the kernel accepted an inet NAT chain
+	layout   Layout     // layout of the last Apply (LayoutInet or LayoutSplit); LayoutAuto before it
+	// The probe's answer, once asked: nil when the kernel accepts an inet
+	// NAT chain, else its refusal (wrapping ErrInetNATUnsupported).
+	probed         bool
+	inetNATRefused error
 }
 
 // socketBuffer is what Apply asks for on its netlink socket. A batch larger
@@ -78,7 +82,7 @@ type Manager struct {
 const socketBuffer = 8 << 20
 
 // New returns a Manager. It does not touch the kernel: the first Apply
-// probes for inet-family NAT (ErrInetNATUnsupported).
+// with LayoutAuto or LayoutInet probes for inet-family NAT.
 func New(opts Options) (*Manager, error) {
 	log := opts.Logger
 	if log == nil {
@@ -172,7 +176,7 @@ func (m *Manager) Apply(cfg Config) error {
 	if err := m.applyLocked(cfg); err != nil {
 		return fmt.Errorf("nat: apply ruleset: %w", err)
 	}
-	m.log.Info("nat: ruleset applied", "table", cfg.table(), "mode", cfg.Mode.String(),
+	m.log.Info("nat: ruleset applied", "table", cfg.table(), "tables", m.layout.describe(), "mode", cfg.Mode.String(),
 		"member4", cfg.Member4.String(), "member6", cfg.Member6.String(), "isolation", cfg.Isolation,
 		"extra_blocks", len(cfg.Block), "wan_prefixes", len(cfg.WANPrefixes), "allow", len(cfg.Allow))
 	if !wasApplied || old == nil || old.Equal(m.deny) || m.fake {
@@ -194,7 +198,8 @@ func (m *Manager) Apply(cfg Config) error {
 var ErrConntrackFlush = errors.New("flush conntrack of newly denied destinations")
 
 func (m *Manager) applyLocked(cfg Config) error {
-	if err := m.probeLocked(); err != nil {
+	layout, err := m.layoutLocked(cfg.Layout)
+	if err != nil {
 		return err
 	}
 	c, err := m.conn()
@@ -202,23 +207,24 @@ func (m *Manager) applyLocked(cfg Config) error {
 		return err
 	}
 	if old := m.table; m.applied && old != cfg.table() {
-		// Renamed: drop the old table in the same transaction.
-		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: old}
-		c.AddTable(t)
-		c.DelTable(t)
+		// Renamed: drop the old tables in the same transaction.
+		for _, ref := range allTables(old) {
+			c.AddTable(ref.table())
+			c.DelTable(ref.table())
+		}
 	}
-	if err := queueRuleset(c, cfg); err != nil {
+	if err := queueRuleset(c, cfg, layout); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
 		return err
 	}
-	m.table, m.last, m.deny, m.applied = cfg.table(), cfg, cfg.DenySet(), true
+	m.table, m.last, m.deny, m.applied, m.layout = cfg.table(), cfg, cfg.DenySet(), true, layout
 	m.expected = nil
 	if !m.fake {
 		// What Watch compares with. Taken right after the commit; an edit
 		// in between would be taken for ours (a window of microseconds).
-		st, err := m.snapshot(m.table)
+		st, err := m.snapshot(layoutTables(m.table, m.layout))
 		if err != nil {
 			m.log.Warn("nat: cannot dump the applied table; Watch checks only that it exists", "table", m.table, "err", err)
 		} else {
@@ -228,8 +234,11 @@ func (m *Manager) applyLocked(cfg Config) error {
 	return nil
 }
 
-// Remove deletes our table and nothing else (never the whole ruleset). It is
-// idempotent: removing a missing table succeeds. Watch stops re-applying.
+// Remove deletes our tables and nothing else (never the whole ruleset):
+// the inet table and the split layout's ip and ip6 tables, whichever
+// layout was applied (a fresh Manager in `exitd cleanup` does not know).
+// It is idempotent: removing missing tables succeeds, in one transaction.
+// Watch stops re-applying.
 func (m *Manager) Remove() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -238,39 +247,53 @@ func (m *Manager) Remove() error {
 		return fmt.Errorf("nat: remove ruleset: %w", err)
 	}
 	// Adding first makes the delete succeed when the table is absent.
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: m.table}
-	c.AddTable(t)
-	c.DelTable(t)
+	for _, ref := range allTables(m.table) {
+		c.AddTable(ref.table())
+		c.DelTable(ref.table())
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nat: remove ruleset: %w", err)
 	}
 	m.applied = false
-	m.log.Info("nat: ruleset removed", "table", m.table)
+	m.log.Info("nat: ruleset removed", "table", m.table, "nat_tables", natTable(m.table))
 	return nil
 }
 
-// Present reports whether our table exists.
+// Mode describes the table layout of the last Apply: "inet" (one inet
+// table) or "split (ip + ip6 nat tables)" (the NAT chains in ip and ip6
+// tables, for kernels without inet-family NAT); "" before the first Apply.
+func (m *Manager) Mode() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.layout.describe()
+}
+
+// Present reports whether all our tables exist: the inet table, and with
+// the split layout the ip and ip6 NAT tables too.
 func (m *Manager) Present() (bool, error) {
 	m.mu.Lock()
-	table := m.table
+	tables := layoutTables(m.table, m.layout)
 	m.mu.Unlock()
-	ok, err := m.present(table)
+	ok, err := m.present(tables)
 	if err != nil {
 		return false, fmt.Errorf("nat: list table: %w", err)
 	}
 	return ok, nil
 }
 
-func (m *Manager) present(table string) (bool, error) {
+// present reports whether every one of tables exists.
+func (m *Manager) present(tables []tableRef) (bool, error) {
 	c, err := m.conn()
 	if err != nil {
 		return false, err
 	}
-	if _, err := c.ListTableOfFamily(table, nftables.TableFamilyINet); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return false, nil
+	for _, ref := range tables {
+		if _, err := c.ListTableOfFamily(ref.name, ref.family); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return false, nil
+			}
+			return false, err
 		}
-		return false, err
 	}
 	return true, nil
 }

@@ -90,23 +90,44 @@ func testCases() []testCase {
 	services.ServiceTCP = []uint16{1080}
 	services.ServiceUDP = [][2]uint16{{40000, 40999}}
 	services.CaptureDNS = true
+
+	// The fallback for kernels without inet NAT: NAT chains in ip and ip6
+	// tables beside the inet filter table.
+	split := base
+	split.Layout = LayoutSplit
+	split.CaptureDNS = true
+	splitSNAT := snat
+	splitSNAT.Layout = LayoutSplit
+	splitSNAT.Table = "exitd_split"
 	return []testCase{
 		{"masquerade", base},
 		{"snat", snat},
 		{"isolation_off_v4", open4},
 		{"extra_blocks", blocks},
 		{"services", services},
+		{"split", split},
+		{"split_snat", splitSNAT},
 	}
 }
 
-// nftCommands is the ruleset as nft commands: the reference model.
+// nftCommands is the ruleset as nft commands: the reference model. With
+// Layout LayoutSplit the NAT chains go to "ip <table>_nat" and "ip6
+// <table>_nat"; any other layout is the inet one, which deletes those two.
 func nftCommands(cfg Config) []string {
 	tbl := "inet " + cfg.table()
+	split := cfg.Layout == LayoutSplit
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	add("add table %s", tbl)
 	add("delete table %s", tbl)
 	add("add table %s", tbl)
+	for _, family := range []string{"ip", "ip6"} {
+		add("add table %s %s_nat", family, cfg.table())
+		add("delete table %s %s_nat", family, cfg.table())
+		if split {
+			add("add table %s %s_nat", family, cfg.table())
+		}
+	}
 	for _, c := range []string{"spoof_drop", "leak_drop", "member_isolation_drop", "gw_input_drop", "fwd_policy_drop"} {
 		add("add counter %s %s", tbl, c)
 	}
@@ -212,17 +233,37 @@ func nftCommands(cfg Config) []string {
 	}
 	add("add rule %s input %s counter name \"gw_input_drop\" drop", tbl, tun)
 
+	if split {
+		natCommands(add, cfg, "ip "+cfg.table()+"_nat", "ip", "")
+		natCommands(add, cfg, "ip6 "+cfg.table()+"_nat", "", "ip6")
+	} else {
+		natCommands(add, cfg, tbl, "ip", "ip6")
+	}
+	return out
+}
+
+// natCommands adds the NAT chains to tbl with the IPv4 rules when v4 is
+// "ip" and the IPv6 rules when v6 is "ip6". In an inet table nat and snat
+// name their family ("dnat ip to"); in an ip or ip6 table they do not.
+func natCommands(add func(string, ...any), cfg Config, tbl, v4, v6 string) {
+	inet := strings.HasPrefix(tbl, "inet ")
+	natFamily := func(family string) string {
+		if inet {
+			return " " + family
+		}
+		return ""
+	}
 	if cfg.CaptureDNS {
 		add("add chain %s prerouting { type nat hook prerouting priority dstnat; policy accept; }", tbl)
 		for _, f := range []struct {
 			family string
 			gw     netip.Addr
-		}{{"ip", cfg.Gateway4}, {"ip6", cfg.Gateway6}} {
-			if !f.gw.IsValid() {
+		}{{v4, cfg.Gateway4}, {v6, cfg.Gateway6}} {
+			if f.family == "" || !f.gw.IsValid() {
 				continue
 			}
 			for _, proto := range []string{"udp", "tcp"} {
-				add("add rule %s prerouting %s %s daddr != %s %s dport 53 dnat %s to %s", tbl, tun, f.family, f.gw, proto, f.family, f.gw)
+				add("add rule %s prerouting iifname %q %s daddr != %s %s dport 53 dnat%s to %s", tbl, cfg.Tun, f.family, f.gw, proto, natFamily(f.family), f.gw)
 			}
 		}
 	}
@@ -244,12 +285,12 @@ func nftCommands(cfg Config) []string {
 	snat := func(match, family string, p [2]netip.Addr, v6 bool) {
 		if cfg.Ports[0] != 0 {
 			for _, proto := range []string{"tcp", "udp"} {
-				add("add rule %s postrouting %s meta l4proto %s snat %s to %s:%d-%d persistent", tbl, match, proto, family, pool(p, v6), cfg.Ports[0], cfg.Ports[1])
+				add("add rule %s postrouting %s meta l4proto %s snat%s to %s:%d-%d persistent", tbl, match, proto, natFamily(family), pool(p, v6), cfg.Ports[0], cfg.Ports[1])
 			}
 		}
-		add("add rule %s postrouting %s snat %s to %s persistent", tbl, match, family, pool(p, v6))
+		add("add rule %s postrouting %s snat%s to %s persistent", tbl, match, natFamily(family), pool(p, v6))
 	}
-	if cfg.Member4.IsValid() {
+	if v4 != "" && cfg.Member4.IsValid() {
 		match := fmt.Sprintf("%s ip saddr %s", wan, cfg.Member4)
 		if cfg.Mode == SNAT {
 			snat(match, "ip", cfg.Pool4, false)
@@ -257,7 +298,7 @@ func nftCommands(cfg Config) []string {
 			add("add rule %s postrouting %s masquerade fully-random", tbl, match)
 		}
 	}
-	if cfg.Member6.IsValid() {
+	if v6 != "" && cfg.Member6.IsValid() {
 		match := fmt.Sprintf("%s ip6 saddr %s", wan, cfg.Member6)
 		if cfg.Mode == SNAT && cfg.Pool6[0].IsValid() {
 			snat(match, "ip6", cfg.Pool6, true)
@@ -265,7 +306,6 @@ func nftCommands(cfg Config) []string {
 			add("add rule %s postrouting %s masquerade fully-random", tbl, match)
 		}
 	}
-	return out
 }
 
 // gaps is the reference complement: the address ranges ("a-b", or "a") of
@@ -329,9 +369,14 @@ func probeCommands() []string {
 	}
 }
 
-// removeCommands is what Remove sends: never a ruleset flush.
+// removeCommands is what Remove sends: never a ruleset flush. The split
+// layout's tables go too, whatever was applied.
 func removeCommands(table string) []string {
-	return []string{"add table inet " + table, "delete table inet " + table}
+	return []string{
+		"add table inet " + table, "delete table inet " + table,
+		"add table ip " + table + "_nat", "delete table ip " + table + "_nat",
+		"add table ip6 " + table + "_nat", "delete table ip6 " + table + "_nat",
+	}
 }
 
 // nlmsg is one captured netlink message: its nft command, type and the

@@ -43,18 +43,27 @@ const (
 )
 
 // queueRuleset queues the whole replacement transaction on c: AddTable,
-// DelTable, AddTable, then counters, sets, chains and rules. The caller
-// Flushes once, so the kernel swaps the old table for the new one in a single
-// transaction and no packet sees a half-built ruleset. cfg must be valid.
+// DelTable, AddTable of each table the layout uses (and AddTable, DelTable
+// of the other layout's ip and ip6 tables, so nothing of a previous layout
+// is left), then counters, sets, chains and rules. The caller Flushes once,
+// so the kernel swaps the old tables for the new ones in a single
+// transaction and no packet sees a half-built ruleset. cfg must be valid;
+// layout is LayoutInet or LayoutSplit.
 //
 // The expressions are spelled the way nft 1.0.6 encodes the equivalent
 // command (see nftCommands in the tests), so `nft list ruleset` prints the
-// table as if nft had made it.
-func queueRuleset(c *nftables.Conn, cfg Config) error {
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: cfg.table()}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
+// tables as if nft had made them.
+func queueRuleset(c *nftables.Conn, cfg Config, layout Layout) error {
+	tables := allTables(cfg.table())
+	for i, ref := range tables {
+		tbl := ref.table()
+		c.AddTable(tbl)
+		c.DelTable(tbl)
+		if i == 0 || layout == LayoutSplit {
+			c.AddTable(tbl)
+		}
+	}
+	t := tables[0].table()
 
 	for _, name := range counterNames() {
 		c.AddObj(&nftables.CounterObj{Table: t, Name: name})
@@ -110,20 +119,36 @@ func queueRuleset(c *nftables.Conn, cfg Config) error {
 		addRule(c, t, in, r...)
 	}
 
+	if layout == LayoutSplit {
+		queueNATChains(c, tables[1].table(), cfg, []byte{unix.NFPROTO_IPV4}, false)
+		queueNATChains(c, tables[2].table(), cfg, []byte{unix.NFPROTO_IPV6}, false)
+	} else {
+		queueNATChains(c, t, cfg, []byte{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6}, true)
+	}
+	return nil
+}
+
+// queueNATChains adds the NAT chains to t with the rules of the given
+// families: both in the inet table (inet true: each ip/ip6 match needs its
+// nfproto dependency), one in an ip or ip6 table (LayoutSplit).
+func queueNATChains(c *nftables.Conn, t *nftables.Table, cfg Config, families []byte, inet bool) {
+	accept := nftables.ChainPolicyAccept
 	if cfg.CaptureDNS {
 		pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
-		for _, r := range captureRules(cfg) {
-			addRule(c, t, pre, r...)
+		for _, f := range families {
+			for _, r := range captureRules(cfg, f, inet) {
+				addRule(c, t, pre, r...)
+			}
 		}
 	}
-
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
-	for _, r := range postroutingRules(cfg) {
-		addRule(c, t, post, r...)
+	for _, f := range families {
+		for _, r := range postroutingRules(cfg, f, inet) {
+			addRule(c, t, post, r...)
+		}
 	}
-	return nil
 }
 
 // addRule appends a rule made of the concatenated expression groups.
@@ -236,48 +261,58 @@ func serviceRules(gw rule, cfg Config) []rule {
 	return rules
 }
 
-// captureRules DNAT members' port-53 traffic to anything but the gateway
-// to the gateway ("iifname tun ip daddr != gw meta l4proto {udp, tcp} th
-// dport 53 dnat ip to gw").
-func captureRules(cfg Config) []rule {
+// captureRules DNAT members' port-53 traffic of one family to anything but
+// the gateway to the gateway ("iifname tun ip daddr != gw meta l4proto
+// {udp, tcp} th dport 53 dnat ip to gw").
+func captureRules(cfg Config, family byte, inet bool) []rule {
+	gw, offset := cfg.Gateway4, uint32(16)
+	if family == unix.NFPROTO_IPV6 {
+		gw, offset = cfg.Gateway6, 24
+	}
+	if !gw.IsValid() {
+		return nil
+	}
 	tun := iifname(cfg.Tun)
+	notGW := prefixMatch(offset, netip.PrefixFrom(gw, gw.BitLen()), expr.CmpOpNeq)
 	var rules []rule
-	for _, f := range []struct {
-		gw     netip.Addr
-		family byte
-		offset uint32
-	}{{cfg.Gateway4, unix.NFPROTO_IPV4, 16}, {cfg.Gateway6, unix.NFPROTO_IPV6, 24}} {
-		if !f.gw.IsValid() {
-			continue
-		}
-		notGW := prefixMatch(f.offset, netip.PrefixFrom(f.gw, f.gw.BitLen()), expr.CmpOpNeq)
-		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			rules = append(rules, rule{tun, nfproto(f.family), notGW, l4proto(proto), dport(53), dnat(f.gw, f.family)})
-		}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		rules = append(rules, rule{tun, familyDep(family, inet), notGW, l4proto(proto), dport(53), dnat(gw, family)})
 	}
 	return rules
 }
 
-func postroutingRules(cfg Config) []rule {
+// postroutingRules source-NAT one family's members leaving by the WAN.
+func postroutingRules(cfg Config, family byte, inet bool) []rule {
 	wan := oifname(cfg.WAN)
-	var rules []rule
-	if p := cfg.Member4; p.IsValid() {
-		match := rule{wan, nfproto(unix.NFPROTO_IPV4), prefixMatch(12, p, expr.CmpOpEq)}
+	if family == unix.NFPROTO_IPV4 {
+		p := cfg.Member4
+		if !p.IsValid() {
+			return nil
+		}
+		match := rule{wan, familyDep(family, inet), prefixMatch(12, p, expr.CmpOpEq)}
 		if cfg.Mode == SNAT {
-			rules = append(rules, snatRules(match, cfg.Pool4, cfg.Ports, unix.NFPROTO_IPV4)...)
-		} else {
-			rules = append(rules, append(match, masquerade()))
+			return snatRules(match, cfg.Pool4, cfg.Ports, family)
 		}
+		return []rule{append(match, masquerade())}
 	}
-	if p := cfg.Member6; p.IsValid() {
-		match := rule{wan, nfproto(unix.NFPROTO_IPV6), prefixMatch(8, p, expr.CmpOpEq)}
-		if cfg.Mode == SNAT && cfg.Pool6[0].IsValid() {
-			rules = append(rules, snatRules(match, cfg.Pool6, cfg.Ports, unix.NFPROTO_IPV6)...)
-		} else {
-			rules = append(rules, append(match, masquerade()))
-		}
+	p := cfg.Member6
+	if !p.IsValid() {
+		return nil
 	}
-	return rules
+	match := rule{wan, familyDep(family, inet), prefixMatch(8, p, expr.CmpOpEq)}
+	if cfg.Mode == SNAT && cfg.Pool6[0].IsValid() {
+		return snatRules(match, cfg.Pool6, cfg.Ports, family)
+	}
+	return []rule{append(match, masquerade())}
+}
+
+// familyDep is the nfproto dependency in an inet table, and nothing in an
+// ip or ip6 table (the table's family already is the dependency).
+func familyDep(family byte, inet bool) []expr.Any {
+	if !inet {
+		return nil
+	}
+	return nfproto(family)
 }
 
 // snatRules maps to the pool, persistent. A port range only applies to TCP

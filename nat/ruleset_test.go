@@ -70,15 +70,27 @@ func TestRulesetMessages(t *testing.T) {
 	for _, tc := range testCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			m, rec := newFakeManager(t)
+			if m.Mode() != "" {
+				t.Errorf("Mode before Apply = %q, want \"\"", m.Mode())
+			}
 			if err := m.Apply(tc.cfg); err != nil {
 				t.Fatal(err)
 			}
 			batches := rec.take()
-			if len(batches) != 2 {
-				t.Fatalf("Apply sent %d batches, want 2 (probe, ruleset)", len(batches))
+			want, mode := 2, "inet"
+			if tc.cfg.Layout == LayoutSplit {
+				want, mode = 1, "split (ip + ip6 nat tables)" // forced: no probe
 			}
-			compareWithNFT(t, batches[0], filepath.Join("testdata", "probe.nlmsg"), probeCommands())
-			compareWithNFT(t, batches[1], filepath.Join("testdata", tc.name+".nlmsg"), nftCommands(tc.cfg))
+			if len(batches) != want {
+				t.Fatalf("Apply sent %d batches, want %d (probe unless split, ruleset)", len(batches), want)
+			}
+			if want == 2 {
+				compareWithNFT(t, batches[0], filepath.Join("testdata", "probe.nlmsg"), probeCommands())
+			}
+			compareWithNFT(t, batches[want-1], filepath.Join("testdata", tc.name+".nlmsg"), nftCommands(tc.cfg))
+			if got := m.Mode(); got != mode {
+				t.Errorf("Mode = %q, want %q", got, mode)
+			}
 
 			// The probe runs once per Manager.
 			if err := m.Apply(tc.cfg); err != nil {
@@ -261,23 +273,84 @@ func linediff(a, b string) string {
 	return s.String()
 }
 
+// splitCase is the test case that forces the split layout.
+func splitCase(t *testing.T) Config {
+	t.Helper()
+	for _, tc := range testCases() {
+		if tc.name == "split" {
+			return tc.cfg
+		}
+	}
+	t.Fatal("no split test case")
+	return Config{}
+}
+
+// TestProbeUnsupported: on a kernel that refuses inet NAT, LayoutInet fails
+// with ErrInetNATUnsupported after the probe alone, and LayoutAuto falls
+// back to the split layout, byte for byte the forced one.
 func TestProbeUnsupported(t *testing.T) {
+	for _, refusal := range []error{unix.EOPNOTSUPP, unix.ENOENT} { // 4.18 says ENOENT: no nat chain type for inet
+		t.Run(refusal.Error(), func(t *testing.T) {
+			cfg := splitCase(t)
+			cfg.Layout = LayoutInet
+			m, rec := newFakeManager(t)
+			rec.err = refusal
+			err := m.Apply(cfg)
+			if !errors.Is(err, ErrInetNATUnsupported) || !errors.Is(err, refusal) {
+				t.Fatalf("Apply(LayoutInet) on a kernel without inet NAT: %v, want ErrInetNATUnsupported", err)
+			}
+			if !strings.HasPrefix(err.Error(), "nat: apply ruleset: ") {
+				t.Errorf("error %q lacks the operation", err)
+			}
+			if b := rec.take(); len(b) != 1 {
+				t.Fatalf("sent %d batches, want only the probe", len(b))
+			}
+			// The answer is kept: no second probe, the same refusal.
+			if err := m.Apply(cfg); !errors.Is(err, ErrInetNATUnsupported) {
+				t.Fatalf("second Apply(LayoutInet): %v", err)
+			}
+			if b := rec.take(); len(b) != 0 {
+				t.Fatalf("second Apply sent %d batches, want none", len(b))
+			}
+			if m.Mode() != "" {
+				t.Errorf("Mode after failed Applies = %q", m.Mode())
+			}
+
+			// Auto: the probe, then the split ruleset in one batch.
+			cfg.Layout = LayoutAuto
+			m, rec = newFakeManager(t)
+			rec.err = refusal
+			if err := m.Apply(cfg); err != nil {
+				t.Fatalf("Apply(LayoutAuto) on a kernel without inet NAT: %v", err)
+			}
+			b := rec.take()
+			if len(b) != 2 {
+				t.Fatalf("sent %d batches, want probe and ruleset", len(b))
+			}
+			compareWithNFT(t, b[0], filepath.Join("testdata", "probe.nlmsg"), probeCommands())
+			compareWithNFT(t, b[1], filepath.Join("testdata", "split.nlmsg"), nftCommands(splitCase(t)))
+			if got, want := m.Mode(), "split (ip + ip6 nat tables)"; got != want {
+				t.Errorf("Mode = %q, want %q", got, want)
+			}
+			if err := m.Apply(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if b := rec.take(); len(b) != 1 {
+				t.Fatalf("second Apply sent %d batches, want 1 (no probe)", len(b))
+			}
+		})
+	}
+	// Other errors are not mistaken for an old kernel, nor remembered.
 	m, rec := newFakeManager(t)
-	rec.err = unix.EOPNOTSUPP // what a pre-5.2 kernel says to an inet nat chain
-	err := m.Apply(testCases()[0].cfg)
-	if !errors.Is(err, ErrInetNATUnsupported) {
-		t.Fatalf("Apply on a kernel without inet NAT: %v, want ErrInetNATUnsupported", err)
-	}
-	if !strings.HasPrefix(err.Error(), "nat: apply ruleset: ") {
-		t.Errorf("error %q lacks the operation", err)
-	}
-	if b := rec.take(); len(b) != 1 {
-		t.Fatalf("sent %d batches, want only the probe", len(b))
-	}
-	// Other errors are not mistaken for an old kernel.
 	rec.err = unix.EPERM
 	if err := m.Apply(testCases()[0].cfg); err == nil || errors.Is(err, ErrInetNATUnsupported) || !errors.Is(err, unix.EPERM) {
 		t.Fatalf("Apply with EPERM: %v", err)
+	}
+	if err := m.Apply(testCases()[0].cfg); err != nil {
+		t.Fatalf("Apply after EPERM went away: %v", err)
+	}
+	if got := m.Mode(); got != "inet" {
+		t.Errorf("Mode = %q, want inet", got)
 	}
 }
 

@@ -19,13 +19,16 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// tableState is one canonical line per object: the table, each chain, each
-// rule (by chain and position), each set, each set's elements (sorted) and
-// each named object. A missing table has no lines.
+// tableState is one canonical line per object of our tables: the table,
+// each chain, each rule (by chain and position), each set, each set's
+// elements (sorted) and each named object. Lines of the split layout's ip
+// and ip6 tables begin with "ip " or "ip6 " ("ip6 rule postrouting 0 ...");
+// the inet table's have no prefix. A missing table has no lines.
 type tableState []string
 
 // Attributes left out of the canonical form, by message type. Numbers not
@@ -43,15 +46,37 @@ const nftObjectCounter = 1 // NFT_OBJECT_COUNTER
 // nlaTypeMask strips NLA_F_NESTED and NLA_F_NET_BYTEORDER from a type.
 const nlaTypeMask = 0x3fff
 
-// snapshot dumps table (inet family) from the kernel.
-func (m *Manager) snapshot(table string) (tableState, error) {
+// snapshot dumps tables from the kernel.
+func (m *Manager) snapshot(tables []tableRef) (tableState, error) {
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: m.netns})
 	if err != nil {
 		return nil, fmt.Errorf("dump table: %w", err)
 	}
 	defer c.Close()
-	name := netlink.Attribute{Type: 1, Data: []byte(table + "\x00")} // NFTA_*_TABLE, NFTA_TABLE_NAME
 	var st tableState
+	for _, ref := range tables {
+		lines, err := dumpTable(c, ref)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		prefix := ""
+		if ref.family != nftables.TableFamilyINet {
+			prefix = familyName(ref.family) + " "
+		}
+		for _, l := range lines {
+			st = append(st, prefix+l)
+		}
+	}
+	slices.Sort(st)
+	return st, nil
+}
+
+// dumpTable dumps one table's objects as canonical lines (none when the
+// table is missing).
+func dumpTable(c *netlink.Conn, ref tableRef) ([]string, error) {
+	table, family := ref.name, byte(ref.family)
+	name := netlink.Attribute{Type: 1, Data: []byte(table + "\x00")} // NFTA_*_TABLE, NFTA_TABLE_NAME
+	var st []string
 	var sets []string
 	rules := map[string]int{} // next position per chain
 	for _, typ := range []uint16{unix.NFT_MSG_GETTABLE, unix.NFT_MSG_GETCHAIN, unix.NFT_MSG_GETRULE, unix.NFT_MSG_GETSET, unix.NFT_MSG_GETOBJ} {
@@ -59,7 +84,7 @@ func (m *Manager) snapshot(table string) (tableState, error) {
 		if typ == unix.NFT_MSG_GETRULE || typ == unix.NFT_MSG_GETSET || typ == unix.NFT_MSG_GETOBJ {
 			filter = []netlink.Attribute{name}
 		}
-		msgs, err := dump(c, typ, filter)
+		msgs, err := dump(c, family, typ, filter)
 		if errors.Is(err, unix.ENOENT) {
 			return nil, nil // deleted since the table dump
 		}
@@ -102,7 +127,7 @@ func (m *Manager) snapshot(table string) (tableState, error) {
 		}
 	}
 	for _, set := range sets {
-		msgs, err := dump(c, unix.NFT_MSG_GETSETELEM, []netlink.Attribute{
+		msgs, err := dump(c, family, unix.NFT_MSG_GETSETELEM, []netlink.Attribute{
 			{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(table + "\x00")},
 			{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
 		})
@@ -134,20 +159,19 @@ func (m *Manager) snapshot(table string) (tableState, error) {
 		slices.Sort(elems)
 		st = append(st, "elements "+set+" "+strings.Join(elems, ","))
 	}
-	slices.Sort(st)
 	return st, nil
 }
 
-// dump sends one NLM_F_DUMP request of the nftables subsystem for the inet
-// family and returns the replies.
-func dump(c *netlink.Conn, typ uint16, attrs []netlink.Attribute) ([]netlink.Message, error) {
+// dump sends one NLM_F_DUMP request of the nftables subsystem for family
+// and returns the replies.
+func dump(c *netlink.Conn, family byte, typ uint16, attrs []netlink.Attribute) ([]netlink.Message, error) {
 	data, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
 		return nil, err
 	}
 	req := netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ), Flags: netlink.Request | netlink.Dump},
-		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, data...),
+		Data:   append([]byte{family, unix.NFNETLINK_V0, 0, 0}, data...),
 	}
 	msgs, err := c.Execute(req)
 	if err != nil {
@@ -202,6 +226,13 @@ func (want tableState) diff(got tableState) string {
 	if len(got) == 0 && len(want) > 0 {
 		return "table missing"
 	}
+	for _, w := range want {
+		// One table of the split layout gone, the others there.
+		if name := objectName(w); (name == "table" || name == "ip table" || name == "ip6 table") &&
+			!slices.ContainsFunc(got, func(g string) bool { return objectName(g) == name }) {
+			return name + " missing"
+		}
+	}
 	for i := 0; i < len(want) || i < len(got); i++ {
 		switch {
 		case i >= len(got):
@@ -221,9 +252,13 @@ func (want tableState) diff(got tableState) string {
 	return ""
 }
 
-// objectName is a line's key: "rule forward 3", "set blocked4", ...
+// objectName is a line's key: "rule forward 3", "set blocked4", "table",
+// "ip6 rule postrouting 0", "ip table", ...
 func objectName(line string) string {
 	f := strings.Fields(line)
+	if len(f) > 1 && (f[0] == "ip" || f[0] == "ip6") {
+		return f[0] + " " + objectName(strings.Join(f[1:], " "))
+	}
 	switch {
 	case len(f) >= 3 && f[0] == "rule":
 		return strings.Join(f[:3], " ")

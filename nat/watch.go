@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/nftables"
@@ -97,14 +98,15 @@ func (m *Manager) watchOnce(ctx context.Context, tick <-chan time.Time, onEvent 
 	}
 }
 
-// touches reports whether a transaction may have changed our table. Set
+// touches reports whether a transaction may have changed one of our
+// tables (the inet table, or the split layout's ip and ip6 tables). Set
 // element events do not say which table they belong to, so they count.
 func (m *Manager) touches(changes []*nftables.MonitorEvent) bool {
 	m.mu.Lock()
-	table := m.table
+	tables := allTables(m.table)
 	m.mu.Unlock()
 	ours := func(t *nftables.Table) bool {
-		return t == nil || t.Name == table && t.Family == nftables.TableFamilyINet
+		return t == nil || slices.Contains(tables, tableRef{t.Family, t.Name})
 	}
 	for _, ev := range changes {
 		switch d := ev.Data.(type) {
@@ -172,14 +174,15 @@ func (m *Manager) check(onEvent func(error)) {
 // differenceLocked describes how the kernel's table differs from what was
 // applied, or returns "" when it does not.
 func (m *Manager) differenceLocked() (string, error) {
+	tables := layoutTables(m.table, m.layout)
 	if m.expected == nil {
-		ok, err := m.present(m.table)
+		ok, err := m.present(tables)
 		if err != nil || ok {
 			return "", err
 		}
 		return "table missing", nil
 	}
-	st, err := m.snapshot(m.table)
+	st, err := m.snapshot(tables)
 	if err != nil {
 		return "", err
 	}

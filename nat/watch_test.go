@@ -7,6 +7,7 @@ package nat
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,58 @@ func TestKernelWatchRestoresEdits(t *testing.T) {
 	}
 }
 
+// TestKernelWatchSplit: with the split layout, Watch guards the ip and ip6
+// NAT tables as it guards the inet one: a deleted `ip exitd_nat`, an edited
+// ip6 chain, a deleted rule come back, each counted once; a same-named
+// table of another family is not ours.
+func TestKernelWatchSplit(t *testing.T) {
+	testenv.RequireRoot(t)
+	m, ns := nsManager(t)
+	if err := m.Apply(splitCase(t)); err != nil {
+		t.Fatal(err)
+	}
+	golden := readFile(t, "testdata/split.nft")
+	events, _ := startWatch(t, m)
+
+	edits := []struct {
+		name, stdin string
+		args        []string
+	}{
+		{"delete table ip exitd_nat", "", []string{"delete", "table", "ip", "exitd_nat"}},
+		{"delete table ip6 exitd_nat", "", []string{"delete", "table", "ip6", "exitd_nat"}},
+		{"flush the ip6 postrouting chain", "", []string{"flush", "chain", "ip6", "exitd_nat", "postrouting"}},
+		{"add a rule to the ip prerouting chain", "", []string{"add", "rule", "ip", "exitd_nat", "prerouting", "accept"}},
+		{"delete the ip NAT chains", "delete chain ip exitd_nat prerouting\ndelete chain ip exitd_nat postrouting\n", []string{"-f", "-"}},
+		{"flush ruleset", "", []string{"flush", "ruleset"}},
+	}
+	for i, e := range edits {
+		nftIn(t, int(ns), e.stdin, e.args...)
+		waitEvent(t, events, e.name)
+		if got := m.Restorations(); got != uint64(i+1) {
+			t.Fatalf("%s: Restorations = %d, want %d", e.name, got, i+1)
+		}
+		if got := listRuleset(t, ns); got != golden {
+			t.Fatalf("%s: after the restore:\n%s", e.name, got)
+		}
+	}
+
+	// Not ours: another family's exitd_nat, an inet exitd_nat. A barrier
+	// edit afterwards must be the only restoration.
+	nftIn(t, int(ns), "table arp exitd_nat {\n chain c { type filter hook input priority 0; }\n}\ntable inet exitd_nat {\n chain c { type nat hook postrouting priority srcnat; }\n}\n", "-f", "-")
+	nftIn(t, int(ns), "", "delete", "table", "inet", "exitd_nat")
+	nftIn(t, int(ns), "", "delete", "table", "ip", "exitd_nat")
+	waitEvent(t, events, "barrier")
+	if got, want := m.Restorations(), uint64(len(edits)+1); got != want {
+		t.Fatalf("Restorations = %d after other tables changed, want %d", got, want)
+	}
+	if n := len(events); n != 0 {
+		t.Errorf("%d unexpected re-applies", n)
+	}
+	if !strings.Contains(listRuleset(t, ns), "table arp exitd_nat") {
+		t.Error("the arp table was touched")
+	}
+}
+
 // TestKernelWatchTick: the periodic check runs on the injected ticker and
 // finds nothing to do on an intact table.
 func TestKernelWatchTick(t *testing.T) {
@@ -146,6 +199,39 @@ func TestKernelWatchTick(t *testing.T) {
 }
 
 // TestSnapshotDiff covers the descriptions Watch logs.
+func TestSnapshotDiffSplit(t *testing.T) {
+	want := tableState{"chain postrouting 1=aa", "ip chain postrouting 1=bb", "ip rule postrouting 0 4=01", "ip table 2=00",
+		"ip6 chain postrouting 1=cc", "ip6 table 2=00", "table 2=00"}
+	drop := func(i ...int) tableState {
+		var st tableState
+		for j, l := range want {
+			if !slices.Contains(i, j) {
+				st = append(st, l)
+			}
+		}
+		return st
+	}
+	for _, tc := range []struct {
+		name string
+		got  tableState
+		diff string
+	}{
+		{"same", want, ""},
+		{"all gone", nil, "table missing"},
+		{"ip table gone", drop(1, 2, 3), "ip table missing"},
+		{"ip6 table gone", drop(4, 5), "ip6 table missing"},
+		{"inet table gone", drop(0, 6), "table missing"},
+		{"ip rule gone", drop(2), "missing or changed: ip rule postrouting 0"},
+		{"ip6 chain changed", append(drop(4), "ip6 chain postrouting 1=dd"), "changed: ip6 chain postrouting"},
+	} {
+		slices.Sort(tc.got)
+		if got := want.diff(tc.got); got != tc.diff {
+			t.Errorf("%s: diff = %q, want %q", tc.name, got, tc.diff)
+		}
+	}
+}
+
+// TestSnapshotDiff covers the descriptions Watch logs.
 func TestSnapshotDiff(t *testing.T) {
 	want := tableState{"chain forward 1=aa", "rule forward 0 4=01", "rule forward 1 4=02", "table 2=00"}
 	for _, tc := range []struct {
@@ -159,6 +245,7 @@ func TestSnapshotDiff(t *testing.T) {
 		{"changed", tableState{"chain forward 1=aa", "rule forward 0 4=01", "rule forward 1 4=03", "table 2=00"}, "changed: rule forward 1"},
 		{"added", tableState{"chain forward 1=aa", "rule forward 0 4=01", "rule forward 1 4=02", "rule forward 2 4=02", "table 2=00"}, "unexpected: rule forward 2"},
 		{"dormant", tableState{"chain forward 1=aa", "rule forward 0 4=01", "rule forward 1 4=02", "table 2=01"}, "changed: table"},
+		{"inet table gone, split tables left", tableState{"ip table 2=00"}, "table missing"},
 	} {
 		if got := want.diff(tc.got); got != tc.diff {
 			t.Errorf("%s: diff = %q, want %q", tc.name, got, tc.diff)

@@ -222,6 +222,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	if ok, err := n.nat.Present(); err == nil {
 		s.NATPresent = ok
 	}
+	s.NATMode = n.nat.Mode()
 	s.DNS, s.SOCKS = n.dnsStatus(), n.socksStatus()
 	if cs, err := n.nat.Counters(); err == nil {
 		s.Drops = map[string]uint64{}

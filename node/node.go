@@ -120,6 +120,9 @@ type natTable interface {
 	Watch(ctx context.Context, onEvent func(error)) error
 	// Restorations counts the times Watch restored the table.
 	Restorations() uint64
+	// Mode says where NAT lives: "inet", or "split (ip + ip6 nat
+	// tables)" on kernels without inet-family NAT.
+	Mode() string
 }
 
 var _ natTable = (*nat.Manager)(nil)
@@ -292,6 +295,12 @@ func natConfig(c *config.Config) nat.Config {
 		}
 		nc.Ports = c.WAN.Ports
 	}
+	switch c.WAN.NATTables { // "auto" is the zero value: probe
+	case "inet":
+		nc.Layout = nat.LayoutInet
+	case "split":
+		nc.Layout = nat.LayoutSplit
+	}
 	return nc
 }
 
@@ -304,6 +313,9 @@ func (n *Node) startNAT() (func(), error) {
 	if err := m.Apply(nc); err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("%w (exitd needs CAP_NET_ADMIN to program nftables)", err)
+		}
+		if errors.Is(err, nat.ErrInetNATUnsupported) {
+			return nil, fmt.Errorf("%w; [wan] nat_tables = \"inet\" insists on it: set \"auto\" or \"split\" to NAT in ip and ip6 tables instead", err)
 		}
 		return nil, err
 	}

@@ -38,7 +38,16 @@ func TestNatConfig(t *testing.T) {
 	if err := nc.Validate(); err != nil {
 		t.Fatalf("mapped config invalid: %v", err)
 	}
+	if sp := natConfig(mustConfig(t, "nat_tables = \"split\"\n")); sp.Layout != nat.LayoutSplit {
+		t.Fatalf("nat_tables = split mapped to %v", sp.Layout)
+	}
 	m := natConfig(mustConfig(t, ""))
+	if m.Layout != nat.LayoutAuto || !m.CaptureDNS || len(m.ServiceTCP) != 1 || m.ServiceTCP[0] != 1080 || len(m.ServiceUDP) != 1 {
+		t.Fatalf("defaults: %+v", m)
+	}
+	if off := natConfig(mustConfig(t, "[dns]\ncapture = false\n[socks]\nenabled = false\n")); off.CaptureDNS || off.ServiceTCP != nil || off.ServiceUDP != nil {
+		t.Fatalf("services off: %+v", off)
+	}
 	if m.Mode != nat.Masquerade || !m.Isolation {
 		t.Fatalf("%+v", m)
 	}

@@ -173,3 +173,4 @@ func TestReloadWhileServing(t *testing.T) {
 }
 
 func (f *fakeNAT) Restorations() uint64 { return 0 }
+func (f *fakeNAT) Mode() string         { return "inet" }

@@ -97,6 +97,9 @@ func writeStatus(w io.Writer, s control.Status, l *control.Load, now time.Time) 
 	if !s.NATPresent {
 		nat = "MISSING"
 	}
+	if s.NATMode != "" {
+		nat += ", mode " + s.NATMode
+	}
 	fmt.Fprintf(tw, "nftables\t%s; drops: %s\n", nat, joinCounts(s.Drops))
 	for _, svc := range []struct {
 		name string

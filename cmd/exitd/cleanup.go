@@ -26,9 +26,10 @@ func newCleanupCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove what a crashed exitd left behind (systemd ExecStopPost)",
-		Long: `Remove exitd's nftables table, its TUN, its UAPI and control sockets and
-the conntrack entries of member flows. Nothing else is touched. Safe to run
-when nothing is left (it then does nothing) and while no exitd runs.
+		Long: `Remove exitd's nftables tables (inet exitd, and ip/ip6 exitd_nat of the
+split NAT layout), its TUN, its UAPI and control sockets and the conntrack
+entries of member flows. Nothing else is touched. Safe to run when nothing
+is left (it then does nothing) and while no exitd runs.
 
 If the config cannot be read, the defaults (TUN exit0, table exitd) are used.
 
@@ -83,7 +84,7 @@ func cleanup(cfg *config.Config, out io.Writer) error {
 	if err != nil {
 		errs = append(errs, err)
 	} else {
-		fmt.Fprintln(out, "nftables table exitd: removed (or absent)")
+		fmt.Fprintln(out, "nftables tables inet exitd, ip exitd_nat, ip6 exitd_nat: removed (or absent)")
 	}
 	if err := tunnel.DeleteLink(cfg.Tunnel.Name); err != nil {
 		errs = append(errs, err)
