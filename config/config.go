@@ -60,13 +60,10 @@ type Listen struct {
 type Tunnel struct {
 	Name string `toml:"name"`
 	MTU  int    `toml:"mtu"`
-	IPv4 string `toml:"ipv4"`
-	IPv6 string `toml:"ipv6"`
-
-	// Prefix4 and Prefix6 are IPv4 and IPv6 parsed; a zero value means the
-	// family is off.
-	Prefix4 netip.Prefix `toml:"-"`
-	Prefix6 netip.Prefix `toml:"-"`
+	// Prefix4 and Prefix6 are the member prefixes ("ipv4", "ipv6"); a zero
+	// value means the family is off.
+	Prefix4 netip.Prefix `toml:"ipv4"`
+	Prefix6 netip.Prefix `toml:"ipv6"`
 }
 
 // Prefixes are the member prefixes in use (IPv4 first): the one list of
@@ -99,36 +96,30 @@ func firstHost(p netip.Prefix) netip.Addr {
 type WAN struct {
 	Interface string `toml:"interface"`
 	NAT       string `toml:"nat"`
-	SNATPool  string `toml:"snat_pool"`
-	SNATPorts string `toml:"snat_ports"`
+	// Pool and Ports are the SNAT source addresses and ports; only with
+	// NAT == "snat" (Ports optional).
+	Pool  AddrRange `toml:"snat_pool"`
+	Ports PortRange `toml:"snat_ports"`
 	// NATTables is where the NAT chains live: "auto" (default: in the
 	// inet table when the kernel allows it, else in ip and ip6 tables),
 	// "inet" (refuse to start on a kernel without inet-family NAT, which
 	// needs Linux 5.2 or a backport) or "split" (always ip and ip6 NAT
 	// tables beside the inet filter table).
 	NATTables string `toml:"nat_tables"`
-
-	// Parsed SNAT pool and ports; valid only when NAT == "snat".
-	Pool  [2]netip.Addr `toml:"-"`
-	Ports [2]uint16     `toml:"-"`
 }
 
 // Filter is the leak and isolation policy.
 type Filter struct {
 	MemberIsolation *bool `toml:"member_isolation"`
-	// Block adds destinations (prefixes or addresses) members must not
-	// reach to the built-in deny list (private, loopback, link-local,
-	// multicast, NAT64, the clouds' metadata addresses, the WAN's own
-	// connected prefixes).
-	Block []string `toml:"block"`
-	// Allow punches holes into the deny list (built-ins and Block), for a
-	// neighbour members must reach. It may not open loopback (127.0.0.0/8,
-	// ::1) or the member prefixes.
-	Allow []string `toml:"allow"`
-
-	// Blocked and Allowed are Block and Allow parsed, host bits cleared.
-	Blocked []netip.Prefix `toml:"-"`
-	Allowed []netip.Prefix `toml:"-"`
+	// Blocked ("block") adds destinations (prefixes or addresses) members
+	// must not reach to the built-in deny list (private, loopback,
+	// link-local, multicast, NAT64, the clouds' metadata addresses, the
+	// WAN's own connected prefixes).
+	Blocked PrefixList `toml:"block"`
+	// Allowed ("allow") punches holes into the deny list (built-ins and
+	// Blocked), for a neighbour members must reach. It may not open
+	// loopback (127.0.0.0/8, ::1) or the member prefixes.
+	Allowed PrefixList `toml:"allow"`
 }
 
 // Isolation reports whether members are kept from reaching each other
@@ -144,14 +135,13 @@ type Control struct {
 
 // Scheduler is the fair scheduler in front of wireguard-go.
 type Scheduler struct {
-	Discipline  string `toml:"discipline"`
-	EgressRate  string `toml:"egress_rate"`
-	IngressRate string `toml:"ingress_rate"`
-	ByteLimit   int    `toml:"byte_limit"`
-	PacketLimit int    `toml:"packet_limit"`
-
-	// Parsed rates in bits per second (0 = no pacing).
-	Egress, Ingress uint64 `toml:"-"`
+	Discipline string `toml:"discipline"`
+	// Egress and Ingress pace downloads and uploads, bits per second
+	// (0 = no pacing).
+	Egress      Rate `toml:"egress_rate"`
+	Ingress     Rate `toml:"ingress_rate"`
+	ByteLimit   int  `toml:"byte_limit"`
+	PacketLimit int  `toml:"packet_limit"`
 }
 
 // Members is the registry's policy.

@@ -57,7 +57,7 @@ func Parse(name string, data []byte) (*Config, error) {
 			if msg == "" {
 				msg = pe.Error()
 			}
-			return nil, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+			return nil, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: prefixMessage(pe.LastKey, msg)}
 		}
 		return nil, decodeError(name, lines, err)
 	}
@@ -92,7 +92,7 @@ func decodeError(name string, lines lineIndex, err error) *Error {
 	if line == 0 {
 		line = lines.find(m[2])
 	}
-	return &Error{File: name, Line: line, Key: m[2], Msg: m[3]}
+	return &Error{File: name, Line: line, Key: m[2], Msg: prefixMessage(m[2], m[3])}
 }
 
 var typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
@@ -227,4 +227,22 @@ func (idx lineIndex) find(key string) int {
 		k = k[:dot]
 	}
 	return 0
+}
+
+var prefixErrRE = regexp.MustCompile(`^netip\.ParsePrefix\(("[^"]*")\): (.*)$`)
+
+// prefixMessage rewrites netip's parse errors for the member prefixes
+// into what an operator should write.
+func prefixMessage(key, msg string) string {
+	m := prefixErrRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	switch {
+	case strings.HasSuffix(key, "ipv4"):
+		return fmt.Sprintf("want an IPv4 prefix such as 10.99.0.0/16, got %s (%s)", m[1], m[2])
+	case strings.HasSuffix(key, "ipv6"):
+		return fmt.Sprintf("want an IPv6 prefix such as fd00:99::/64, got %s (%s)", m[1], m[2])
+	}
+	return fmt.Sprintf("want a prefix such as 192.0.2.0/24, got %s (%s)", m[1], m[2])
 }

@@ -126,34 +126,30 @@ func (t *Tunnel) finish() error {
 	if t.MTU < 1280 || t.MTU > 9000 {
 		return bad("tunnel.mtu", "must be 1280-9000 (IPv6 needs 1280), got %d", t.MTU)
 	}
-	if t.IPv4 == "" && t.IPv6 == "" {
+	if !t.Prefix4.IsValid() && !t.Prefix6.IsValid() {
 		return bad("tunnel.ipv4", "set tunnel.ipv4 and/or tunnel.ipv6: members need addresses (e.g. ipv4 = \"10.99.0.0/16\")")
 	}
-	if t.IPv4 != "" {
-		p, err := netip.ParsePrefix(t.IPv4)
-		if err != nil || !p.Addr().Is4() {
-			return bad("tunnel.ipv4", "want an IPv4 prefix such as 10.99.0.0/16, got %q", t.IPv4)
+	if p := t.Prefix4; p.IsValid() {
+		if !p.Addr().Is4() {
+			return bad("tunnel.ipv4", "want an IPv4 prefix such as 10.99.0.0/16, got %q", p)
 		}
 		if p.Bits() > 30 || p.Bits() < 8 {
 			return bad("tunnel.ipv4", "prefix length must be /8 to /30, got /%d", p.Bits())
 		}
 		if p != p.Masked() {
-			return bad("tunnel.ipv4", "%q has host bits set; did you mean %s?", t.IPv4, p.Masked())
+			return bad("tunnel.ipv4", "%q has host bits set; did you mean %s?", p, p.Masked())
 		}
-		t.Prefix4 = p
 	}
-	if t.IPv6 != "" {
-		p, err := netip.ParsePrefix(t.IPv6)
-		if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
-			return bad("tunnel.ipv6", "want an IPv6 prefix such as fd00:99::/64, got %q", t.IPv6)
+	if p := t.Prefix6; p.IsValid() {
+		if !p.Addr().Is6() || p.Addr().Is4In6() {
+			return bad("tunnel.ipv6", "want an IPv6 prefix such as fd00:99::/64, got %q", p)
 		}
 		if p.Bits() > 120 || p.Bits() < 48 {
 			return bad("tunnel.ipv6", "prefix length must be /48 to /120, got /%d", p.Bits())
 		}
 		if p != p.Masked() {
-			return bad("tunnel.ipv6", "%q has host bits set; did you mean %s?", t.IPv6, p.Masked())
+			return bad("tunnel.ipv6", "%q has host bits set; did you mean %s?", p, p.Masked())
 		}
-		t.Prefix6 = p
 	}
 	return nil
 }
@@ -182,24 +178,12 @@ func (w *WAN) finish() error {
 	}
 	switch w.NAT {
 	case "masquerade":
-		if w.SNATPool != "" || w.SNATPorts != "" {
+		if w.Pool.IsSet() || w.Ports[0] != 0 {
 			return bad("wan.snat_pool", "only used with nat = \"snat\"")
 		}
 	case "snat":
-		if w.SNATPool == "" {
+		if !w.Pool.IsSet() {
 			return bad("wan.snat_pool", "required with nat = \"snat\" (e.g. \"198.51.100.10-198.51.100.20\")")
-		}
-		pool, err := ParseAddrRange(w.SNATPool)
-		if err != nil {
-			return bad("wan.snat_pool", "%v", err)
-		}
-		w.Pool = pool
-		if w.SNATPorts != "" {
-			ports, err := ParsePortRange(w.SNATPorts)
-			if err != nil {
-				return bad("wan.snat_ports", "%v", err)
-			}
-			w.Ports = ports
 		}
 	default:
 		return bad("wan.nat", "must be \"masquerade\" or \"snat\", got %q", w.NAT)
@@ -215,13 +199,6 @@ func (w *WAN) finish() error {
 }
 
 func (f *Filter) finish(t Tunnel) error {
-	var err error
-	if f.Blocked, err = parsePrefixes("filter.block", f.Block); err != nil {
-		return err
-	}
-	if f.Allowed, err = parsePrefixes("filter.allow", f.Allow); err != nil {
-		return err
-	}
 	closed := append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, t.Prefixes()...)
 	for i, p := range f.Allowed {
 		for _, c := range closed {
@@ -230,31 +207,11 @@ func (f *Filter) finish(t Tunnel) error {
 				if c.Addr().IsLoopback() {
 					what = "loopback"
 				}
-				return bad("filter.allow", "%q would open %s %s; allow may not", f.Allow[i], what, c)
+				return bad("filter.allow", "%q would open %s %s; allow may not", f.Allowed[i], what, c)
 			}
 		}
 	}
 	return nil
-}
-
-// parsePrefixes reads prefixes or single addresses, clearing host bits.
-func parsePrefixes(key string, ss []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range ss {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil || a.Zone() != "" {
-				return nil, bad(key, "want a prefix such as 192.0.2.0/24, got %q", s)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		if p.Addr().Is4In6() {
-			return nil, bad(key, "%q is an IPv4-mapped IPv6 prefix; write it as IPv4", s)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
 
 // Rate limits the scheduler accepts, in bits per second.
@@ -271,13 +228,6 @@ func (s *Scheduler) finish() error {
 	default:
 		return bad("scheduler.discipline", "must be \"srr\" or \"fifo\", got %q", s.Discipline)
 	}
-	var err error
-	if s.Egress, err = parseRateKey("scheduler.egress_rate", s.EgressRate); err != nil {
-		return err
-	}
-	if s.Ingress, err = parseRateKey("scheduler.ingress_rate", s.IngressRate); err != nil {
-		return err
-	}
 	if s.ByteLimit < 0 || s.ByteLimit > 1<<30 {
 		return bad("scheduler.byte_limit", "must be 0 (auto) to 1073741824, got %d", s.ByteLimit)
 	}
@@ -285,17 +235,6 @@ func (s *Scheduler) finish() error {
 		return bad("scheduler.packet_limit", "must be 0 (auto) to 1048576, got %d", s.PacketLimit)
 	}
 	return nil
-}
-
-func parseRateKey(key, v string) (uint64, error) {
-	if v == "" {
-		return 0, nil
-	}
-	r, err := ParseRate(v)
-	if err != nil {
-		return 0, bad(key, "%v", err)
-	}
-	return r, nil
 }
 
 // ParseRate reads a tc-style rate: "95mbit", "1gbit", "500kbit", "100mbps"

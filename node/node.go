@@ -336,7 +336,7 @@ func (n *Node) startNAT() (func(), error) {
 func schedConfig(c *config.Config) dataplane.SchedConfig {
 	return dataplane.SchedConfig{
 		Discipline: c.Scheduler.Discipline,
-		EgressRate: c.Scheduler.Egress, IngressRate: c.Scheduler.Ingress,
+		EgressRate: uint64(c.Scheduler.Egress), IngressRate: uint64(c.Scheduler.Ingress),
 		LimitBytes: c.Scheduler.ByteLimit, LimitPackets: c.Scheduler.PacketLimit,
 	}
 }
