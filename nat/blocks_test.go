@@ -1,10 +1,7 @@
 package nat
 
 import (
-	"go/format"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -148,18 +145,5 @@ func TestMemberPrefixesAreBlocked(t *testing.T) {
 	cfg := testCases()[0].cfg
 	if d := NewDenySet(nil, nil); !d.Denied(cfg.Member4.Addr()) || !d.Denied(cfg.Member6.Addr()) {
 		t.Fatal("member prefixes are expected inside the built-in deny sets")
-	}
-}
-
-func TestGofmt(t *testing.T) {
-	files, _ := filepath.Glob("*.go")
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := format.Source(src); err != nil || string(out) != string(src) {
-			t.Errorf("%s is not gofmt-clean", f)
-		}
 	}
 }

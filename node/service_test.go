@@ -2,9 +2,6 @@ package node
 
 import (
 	"log/slog"
-	"os"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,52 +35,8 @@ func TestHealthLimit(t *testing.T) {
 	}
 }
 
-// fakeService records the fd store traffic.
-type fakeService struct {
-	mu       sync.Mutex
-	stored   []string
-	removed  []string
-	files    map[string][]*os.File
-	storeErr error
-}
-
-func (f *fakeService) StoreFile(name string, _ syscall.Conn) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.storeErr != nil {
-		return f.storeErr
-	}
-	f.stored = append(f.stored, name)
-	return nil
-}
-
-func (f *fakeService) RemoveFiles(name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.removed = append(f.removed, name)
-	return nil
-}
-
-func (f *fakeService) TakeFiles(name string) []*os.File {
-	fs := f.files[name]
-	delete(f.files, name)
-	return fs
-}
-
-func (f *fakeService) WatchdogInterval() time.Duration { return 30 * time.Second }
-
-func devNull(t *testing.T, name string) *os.File {
-	t.Helper()
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return os.NewFile(f.Fd(), name)
-}
-
 func TestServiceInterface(t *testing.T) {
-	var _ Service = (*fakeService)(nil)
+	var _ Service = (*service.Manager)(nil)
 	var _ Notifier = (*service.Manager)(nil)
 	_ = New(Options{Logger: slog.New(slog.DiscardHandler)})
 }

@@ -3,7 +3,10 @@ package layering
 import (
 	"bufio"
 	"bytes"
+	"go/format"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,15 +14,17 @@ import (
 
 // pkg is one package as `go list` shows it.
 type pkg struct {
-	path    string
-	imports []string // exitd packages only
+	path     string
+	dir      string
+	imports  []string // exitd packages only
+	external []string // imports outside exitd and the standard library
 }
 
 // listPackages returns every package of the module with its direct exitd
 // imports (production code; tests may use more).
 func listPackages(t *testing.T) []pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "exitd/...")
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{.Dir}} {{join .Imports " "}}`, "exitd/...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -33,10 +38,13 @@ func listPackages(t *testing.T) []pkg {
 		if len(f) == 0 {
 			continue
 		}
-		p := pkg{path: f[0]}
-		for _, imp := range f[1:] {
-			if imp == "exitd" || strings.HasPrefix(imp, "exitd/") {
+		p := pkg{path: f[0], dir: f[1]}
+		for _, imp := range f[2:] {
+			switch first, _, _ := strings.Cut(imp, "/"); {
+			case imp == "exitd" || strings.HasPrefix(imp, "exitd/"):
 				p.imports = append(p.imports, imp)
+			case strings.Contains(first, "."):
+				p.external = append(p.external, imp)
 			}
 		}
 		ps = append(ps, p)
@@ -149,5 +157,55 @@ func TestRulesCatchViolations(t *testing.T) {
 	}
 	if !production("exitd/node") || production("exitd/cmd/exitlab") || production("exitd/internal/harness") {
 		t.Error("production classifies wrongly")
+	}
+}
+
+// externalAllowed lists, for the packages whose doc comment promises it,
+// every module-path import their production code may have (beyond the
+// standard library).
+func externalAllowed() map[string][]string {
+	return map[string][]string{
+		"exitd/sched":  {"golang.zx2c4.com/wireguard/tun", "golang.zx2c4.com/wireguard/conn"},
+		"exitd/tuning": nil,
+		"exitd/units":  nil,
+		"exitd/socks":  {"golang.org/x/sys/unix"},
+		"exitd/dns":    {"github.com/miekg/dns"},
+	}
+}
+
+func TestExternalImports(t *testing.T) {
+	allowed := externalAllowed()
+	for _, p := range listPackages(t) {
+		ok, checked := allowed[p.path]
+		if !checked {
+			continue
+		}
+		for _, imp := range p.external {
+			if !slices.Contains(ok, imp) {
+				t.Errorf("%s imports %s: it promises only %v beyond the standard library", p.path, imp, ok)
+			}
+		}
+	}
+}
+
+// TestGofmt: every Go file of the module, tests included, is gofmt-clean.
+func TestGofmt(t *testing.T) {
+	n := 0
+	for _, p := range listPackages(t) {
+		files, _ := filepath.Glob(filepath.Join(p.dir, "*.go"))
+		for _, f := range files {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := format.Source(src)
+			if err != nil || !bytes.Equal(out, src) {
+				t.Errorf("%s is not gofmt-clean (run make fmt): %v", f, err)
+			}
+			n++
+		}
+	}
+	if n < 100 {
+		t.Fatalf("checked only %d files", n)
 	}
 }
