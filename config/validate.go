@@ -1,6 +1,7 @@
 package config
 
 import (
+	"exitd/bounds"
 	"fmt"
 	"net"
 	"net/netip"
@@ -216,8 +217,8 @@ func (f *Filter) finish(t Tunnel) error {
 
 // Rate limits the scheduler accepts, in bits per second.
 const (
-	minRate = 64_000
-	maxRate = 400_000_000_000
+	minRate = bounds.MinRate
+	maxRate = bounds.MaxRate
 )
 
 func (s *Scheduler) finish() error {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"exitd/bounds"
 	"exitd/keys"
 )
 
@@ -58,7 +59,7 @@ var (
 const maxLabel = 64
 
 // MaxWeight is the largest member weight (the scheduler's bound).
-const MaxWeight = 64
+const MaxWeight = bounds.MaxWeight
 
 // DefaultWeight is the weight of a member added without one.
 const DefaultWeight = 1
@@ -94,7 +95,7 @@ func (m Member) Prefixes() []netip.Prefix {
 }
 
 // MaxLimit bounds rate caps (400 Gbit/s, like the scheduler's rates).
-const MaxLimit = 400e9
+const MaxLimit = bounds.MaxRate
 
 // checkPolicy validates weight and rate caps.
 func checkPolicy(weight int, egress, ingress uint64) error {

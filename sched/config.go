@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"exitd/bounds"
 	"fmt"
 	"strings"
 	"time"
@@ -62,11 +63,11 @@ type Config struct {
 // Clamp ranges. The kernel's fq_codel once looped 2^31 times on a huge
 // quantum; nothing here is taken unbounded from the config file.
 const (
-	minRate         = 64_000          // 64 kbit/s
-	maxRate         = 400_000_000_000 // 400 Gbit/s
-	minLimitBytes   = 64 << 10        // 64 KiB
-	maxLimitBytes   = 1 << 30         // 1 GiB
-	defLimitBytes   = 4_000_000       // 4 MB
+	minRate         = bounds.MinRate
+	maxRate         = bounds.MaxRate
+	minLimitBytes   = 64 << 10  // 64 KiB
+	maxLimitBytes   = 1 << 30   // 1 GiB
+	defLimitBytes   = 4_000_000 // 4 MB
 	minLimitPackets = 64
 	maxLimitPackets = 1 << 20
 	defLimitPackets = 10240
@@ -87,7 +88,7 @@ const (
 	minBurst        = 100 * time.Microsecond
 	maxBurst        = 100 * time.Millisecond
 	defBurst        = time.Millisecond
-	maxWeight       = 64
+	maxWeight       = bounds.MaxWeight
 )
 
 // params is a normalized, immutable Config. Durations are in nanoseconds.

@@ -25,20 +25,39 @@ import (
 // restart, crash or upgrade.
 const maxStall = 2 * time.Second
 
-// buildDebs builds two .deb versions (for the upgrade) with `make deb`.
-func buildDebs(t *testing.T) (dir string) {
+// pkgFormat is one package format of exitd: how the test builds it and
+// installs, upgrades and erases it inside the container.
+type pkgFormat struct {
+	name    string   // make target and file extension: "deb", "rpm"
+	spec    RootSpec // the root it is installed into
+	tools   []string // host tools the test needs besides the common ones
+	install []string // command; the package's path inside the container is appended
+	upgrade []string // likewise, with the newer package
+	erase   []string
+}
+
+var debFormat = pkgFormat{
+	name: "deb", spec: DefaultSpec, tools: []string{"dpkg-deb"},
+	install: []string{"dpkg", "-i"},
+	upgrade: []string{"dpkg", "-i"},
+	erase:   []string{"dpkg", "--purge", "exitd"},
+}
+
+// buildPackages builds two versions of f (for the upgrade) with `make`:
+// dir/v1/exitd.<ext> (v1.0.1-e2e) and dir/v2/exitd.<ext> (v1.0.2-e2e).
+func buildPackages(t *testing.T, f pkgFormat) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	for _, v := range []string{"1", "2"} {
-		out, err := exec.Command("make", "-C", "../..", "deb", "DIST="+filepath.Join(dir, "v"+v), "VERSION=v1.0."+v+"-e2e").CombinedOutput()
+		out, err := exec.Command("make", "-C", "../..", f.name, "DIST="+filepath.Join(dir, "v"+v), "VERSION=v1.0."+v+"-e2e").CombinedOutput()
 		if err != nil {
-			t.Fatalf("make deb: %v\n%s", err, out)
+			t.Fatalf("make %s: %v\n%s", f.name, err, out)
 		}
-		debs, _ := filepath.Glob(filepath.Join(dir, "v"+v, "*.deb"))
-		if len(debs) != 1 {
-			t.Fatalf("make deb made %v", debs)
+		pkgs, _ := filepath.Glob(filepath.Join(dir, "v"+v, "*."+f.name))
+		if len(pkgs) != 1 {
+			t.Fatalf("make %s made %v", f.name, pkgs)
 		}
-		if err := os.Rename(debs[0], filepath.Join(dir, "v"+v, "exitd.deb")); err != nil {
+		if err := os.Rename(pkgs[0], filepath.Join(dir, "v"+v, "exitd."+f.name)); err != nil {
 			t.Fatal(err)
 		}
 		os.RemoveAll(filepath.Join(dir, "v"+v, "bin"))
@@ -158,45 +177,87 @@ func waitActive(ctx context.Context, t *testing.T, c *Container, notPID string, 
 	return p
 }
 
-func TestPackagedExitdUnderSystemd(t *testing.T) {
+// packagedNode is exitd installed from a package of one format in a booted
+// container whose network is a lab's exit namespace, with one member.
+type packagedNode struct {
+	t   *testing.T
+	ctx context.Context
+	f   pkgFormat
+	lab *netlab.Lab
+	c   *Container
+
+	dl           *download // the member's long download through the node
+	stopDownload context.CancelFunc
+}
+
+// bootPackaged builds two versions of f, makes a lab with one member and an
+// internet web server, and boots f's root in the lab's exit namespace with
+// the packages at /pkgs/v1 and /pkgs/v2.
+func bootPackaged(t *testing.T, f pkgFormat) *packagedNode {
 	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "systemd-nspawn", "debootstrap", "nsenter", "make", "wireguard-go", "wg", "dpkg-deb")
-	ctx := context.Background()
-	root, err := EnsureRoot(ctx, DefaultCache, DefaultSpec, t.Logf)
+	testenv.RequireTools(t, append([]string{"systemd-nspawn", "debootstrap", "nsenter", "make", "wireguard-go", "wg"}, f.tools...)...)
+	n := &packagedNode{t: t, ctx: context.Background(), f: f}
+	root, err := EnsureRoot(n.ctx, DefaultCache, f.spec, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	debs := buildDebs(t)
+	pkgs := buildPackages(t, f)
 
-	lab := netlab.NewT(t, netlab.Options{Members: 1, DownRate: 40_000_000})
-	web, err := lab.Internet.ServeHTTP(ctx, netip.MustParseAddrPort(netlab.Internet4+":8080"))
+	n.lab = netlab.NewT(t, netlab.Options{Members: 1, DownRate: 40_000_000})
+	web, err := n.lab.Internet.ServeHTTP(n.ctx, netip.MustParseAddrPort(netlab.Internet4+":8080"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { web.Close() })
 	start := time.Now()
-	c, err := Boot(ctx, Options{Root: root, NetNS: "/run/netns/" + lab.Exit.Name, BindRO: []string{debs + ":/pkgs"}, Logf: t.Logf})
+	n.c, err = Boot(n.ctx, Options{Root: root, NetNS: "/run/netns/" + n.lab.Exit.Name, BindRO: []string{pkgs + ":/pkgs"}, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
+		if err := n.c.Close(); err != nil {
 			t.Errorf("container close: %v", err)
 		}
 	})
 	t.Logf("container booted in %v", time.Since(start).Round(time.Millisecond))
-	exec := func(name string, args ...string) string {
-		t.Helper()
-		out, err := c.Exec(ctx, name, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(out)
-	}
+	return n
+}
 
-	// Install, configure, enable --now.
-	exec("dpkg", "-i", "/pkgs/v1/exitd.deb")
-	if got := exec("stat", "-c", "%a %U %G", "/etc/exitd", "/etc/exitd/exitd.toml", "/var/lib/exitd"); got != "750 root exitd\n640 root exitd\n700 exitd exitd\n" {
+// exec runs a command in the container and fails the test if it fails.
+func (n *packagedNode) exec(name string, args ...string) string {
+	n.t.Helper()
+	out, err := n.c.Exec(n.ctx, name, args...)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return string(out)
+}
+
+// pkgCmd runs one of f's package commands, with the package of version v
+// ("1", "2") appended when v is not "".
+func (n *packagedNode) pkgCmd(cmd []string, v string) string {
+	n.t.Helper()
+	args := append([]string(nil), cmd[1:]...)
+	if v != "" {
+		args = append(args, "/pkgs/v"+v+"/exitd."+n.f.name)
+	}
+	out := n.exec(cmd[0], args...)
+	n.t.Logf("%s %s:\n%s", cmd[0], strings.Join(args, " "), out)
+	return out
+}
+
+// installAndStart installs version 1, sets the two required config values,
+// runs `systemctl enable --now` and checks the running unit.
+func (n *packagedNode) installAndStart() {
+	t, ctx, c := n.t, n.ctx, n.c
+	t.Helper()
+	n.pkgCmd(n.f.install, "1")
+	// The first-install branch of the post-install script ran `systemctl
+	// preset` (Debian presets enable what they do not name); nothing started.
+	if p := unit(ctx, t, c, "UnitFileState", "ActiveState"); p["UnitFileState"] != "enabled" || p["ActiveState"] != "inactive" {
+		t.Errorf("after install: %v", p)
+	}
+	if got := n.exec("stat", "-c", "%a %U %G", "/etc/exitd", "/etc/exitd/exitd.toml", "/var/lib/exitd"); got != "750 root exitd\n640 root exitd\n700 exitd exitd\n" {
 		t.Fatalf("installed owners and modes:\n%s", got)
 	}
 	conf, err := os.ReadFile("../../packaging/exitd.toml")
@@ -208,7 +269,7 @@ func TestPackagedExitdUnderSystemd(t *testing.T) {
 	if err := os.WriteFile(c.Path("/etc/exitd/exitd.toml"), conf, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	start = time.Now()
+	start := time.Now()
 	if _, err := c.Exec(ctx, "systemctl", "enable", "--now", "exitd.service"); err != nil {
 		j, _ := c.Exec(ctx, "journalctl", "-u", "exitd", "--no-pager", "-n", "80")
 		t.Fatalf("%v\n%s", err, j)
@@ -218,10 +279,10 @@ func TestPackagedExitdUnderSystemd(t *testing.T) {
 	if p := unit(ctx, t, c, "Type", "User", "WatchdogUSec"); p["Type"] != "notify" || p["User"] != "exitd" || p["WatchdogUSec"] != "30s" {
 		t.Fatalf("unit: %v", p)
 	}
-	if out := exec("systemd-analyze", "verify", "/usr/lib/systemd/system/exitd.service"); strings.TrimSpace(out) != "" {
+	if out := n.exec("systemd-analyze", "verify", "/usr/lib/systemd/system/exitd.service"); strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify in the container:\n%s", out)
 	}
-	sec := exec("systemd-analyze", "security", "--no-pager", "exitd.service")
+	sec := n.exec("systemd-analyze", "security", "--no-pager", "exitd.service")
 	if m := regexp.MustCompile(`Overall exposure level for exitd.service: ([0-9.]+)`).FindStringSubmatch(sec); m == nil {
 		t.Errorf("no exposure level:\n%s", sec)
 	} else if v, _ := strconv.ParseFloat(m[1], 64); v > 2.0 {
@@ -229,76 +290,134 @@ func TestPackagedExitdUnderSystemd(t *testing.T) {
 	} else {
 		t.Logf("systemd-analyze security (running unit): %s", m[1])
 	}
-	if got := exec("stat", "-c", "%a %U %G", "/run/exitd", "/run/exitd/control.sock"); got != "750 exitd exitd\n660 exitd exitd\n" {
+	if got := n.exec("stat", "-c", "%a %U %G", "/run/exitd", "/run/exitd/control.sock"); got != "750 exitd exitd\n660 exitd exitd\n" {
 		t.Errorf("control socket: %s", got)
 	}
-	if out := exec("wg", "show", "exit0", "listen-port"); strings.TrimSpace(out) != "443" {
+	if out := n.exec("wg", "show", "exit0", "listen-port"); strings.TrimSpace(out) != "443" {
 		t.Errorf("wg show exit0: %q", out)
 	}
+}
 
-	// A member with a long download through the node.
-	out := exec("exitctl", "member", "add", "--label", "m1")
-	m := &harness.Member{NS: lab.Members[0], Label: "m1", Dev: harness.RandomName("wg"), Config: out}
+// connectMember adds member m1 with exitctl, brings it up with wireguard-go
+// and starts a long download through the node.
+func (n *packagedNode) connectMember() {
+	t, ctx := n.t, n.ctx
+	t.Helper()
+	out := n.exec("exitctl", "member", "add", "--label", "m1")
+	m := &harness.Member{NS: n.lab.Members[0], Label: "m1", Dev: harness.RandomName("wg"), Config: out}
 	if err := m.Up(ctx, "", filepath.Join(t.TempDir(), "m1.conf")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Down() })
-	dctx, stopDownload := context.WithCancel(ctx)
-	defer stopDownload()
-	dl := startDownload(dctx, t, lab.Members[0], fmt.Sprintf("http://%s:8080/bytes?n=%d", netlab.Internet4, int64(1)<<40))
-	dl.waitBytes(t, 8<<20, 30*time.Second)
+	var dctx context.Context
+	dctx, n.stopDownload = context.WithCancel(ctx)
+	t.Cleanup(n.stopDownload)
+	n.dl = startDownload(dctx, t, n.lab.Members[0], fmt.Sprintf("http://%s:8080/bytes?n=%d", netlab.Internet4, int64(1)<<40))
+	n.dl.waitBytes(t, 8<<20, 30*time.Second)
 	// The node persists endpoints every 2 s; a crash right after a member
 	// connects would find none.
 	if err := netlab.WaitFor(ctx, 10*time.Second, func() bool {
-		_, err := os.Stat(c.Path("/var/lib/exitd/endpoints.json"))
+		_, err := os.Stat(n.c.Path("/var/lib/exitd/endpoints.json"))
 		return err == nil
 	}); err != nil {
 		t.Fatal("endpoints.json never written")
 	}
+}
 
-	events := []struct {
-		name string
-		do   func()
-		same bool // the process stays (reload)
-	}{
-		{"reload", func() { exec("systemctl", "reload", "exitd.service") }, true},
-		{"restart", func() { exec("systemctl", "restart", "exitd.service") }, false},
-		{"kill -9", func() { exec("systemctl", "kill", "--signal=SIGKILL", "exitd.service") }, false},
-		{"upgrade", func() { exec("dpkg", "-i", "/pkgs/v2/exitd.deb") }, false},
+// event runs do and checks that exitd is active again (the same process when
+// same, a new one otherwise) and that the member's download went on with
+// no stall longer than maxStall.
+func (n *packagedNode) event(name string, do func(), same bool) {
+	t, ctx, c := n.t, n.ctx, n.c
+	t.Helper()
+	before := unit(ctx, t, c, "MainPID")["MainPID"]
+	have := n.dl.mark()
+	t0 := time.Now()
+	do()
+	notPID := before
+	if same {
+		notPID = ""
 	}
-	for _, ev := range events {
-		before := unit(ctx, t, c, "MainPID")["MainPID"]
-		have := dl.mark()
-		t0 := time.Now()
-		ev.do()
-		notPID := before
-		if ev.same {
-			notPID = ""
-		}
-		p := waitActive(ctx, t, c, notPID, 0, 30*time.Second)
-		back := time.Since(t0)
-		if ev.same && p["MainPID"] != before {
-			t.Errorf("%s replaced the process", ev.name)
-		}
-		dl.waitBytes(t, have+8<<20, 30*time.Second)
-		_, stall, err := dl.state()
-		t.Logf("%s: active again after %v; longest download stall %v; status %q", ev.name, back.Round(time.Millisecond), stall.Round(time.Millisecond), p["StatusText"])
-		if err != nil {
-			t.Fatalf("%s: the member's download broke: %v", ev.name, err)
-		}
-		if stall > maxStall {
-			j, _ := c.Exec(ctx, "journalctl", "-u", "exitd", "--no-pager", "-n", "40")
-			t.Errorf("%s: download stalled %v > %v\n%s", ev.name, stall, maxStall, j)
-		}
+	p := waitActive(ctx, t, c, notPID, 0, 30*time.Second)
+	back := time.Since(t0)
+	if same && p["MainPID"] != before {
+		t.Errorf("%s replaced the process", name)
 	}
-	if v := exec("/usr/sbin/exitd", "version"); !strings.Contains(v, "v1.0.2-e2e") {
-		t.Errorf("after upgrade: %s", v)
+	n.dl.waitBytes(t, have+8<<20, 30*time.Second)
+	_, stall, err := n.dl.state()
+	t.Logf("%s: active again after %v; longest download stall %v; status %q", name, back.Round(time.Millisecond), stall.Round(time.Millisecond), p["StatusText"])
+	if err != nil {
+		t.Fatalf("%s: the member's download broke: %v", name, err)
 	}
-	if j := exec("journalctl", "-u", "exitd", "--no-pager"); !strings.Contains(j, "adopted the previous process's devices") {
-		t.Errorf("no adoption in the journal:\n%s", j)
+	if stall > maxStall {
+		j, _ := c.Exec(ctx, "journalctl", "-u", "exitd", "--no-pager", "-n", "40")
+		t.Errorf("%s: download stalled %v > %v\n%s", name, stall, maxStall, j)
 	}
+}
+
+// upgrade installs version 2 over the running node: the member stays
+// connected and the new exitd adopted the old one's TUN and socket.
+func (n *packagedNode) upgrade() {
+	n.t.Helper()
+	n.event("upgrade", func() { n.pkgCmd(n.f.upgrade, "2") }, false)
+	if p := unit(n.ctx, n.t, n.c, "UnitFileState"); p["UnitFileState"] != "enabled" {
+		n.t.Errorf("after upgrade: %v", p)
+	}
+	if v := n.exec("/usr/sbin/exitd", "version"); !strings.Contains(v, "v1.0.2-e2e") {
+		n.t.Errorf("after upgrade: %s", v)
+	}
+	if j := n.exec("journalctl", "-u", "exitd", "--no-pager"); !strings.Contains(j, "adopted the previous process's devices") {
+		n.t.Errorf("no adoption in the journal:\n%s", j)
+	}
+}
+
+// erase removes the package: the service is stopped and gone, no nftables
+// table or TUN is left, and the node key and member registry in
+// /var/lib/exitd are kept.
+func (n *packagedNode) erase() {
+	t, ctx, c := n.t, n.ctx, n.c
+	t.Helper()
+	n.stopDownload()
+	key, err := os.ReadFile(c.Path("/var/lib/exitd/private.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.pkgCmd(n.f.erase, "")
+	if p := unit(ctx, t, c, "ActiveState", "LoadState"); p["ActiveState"] == "active" || p["LoadState"] != "not-found" {
+		t.Errorf("after erase: %v", p)
+	}
+	if wants, _ := filepath.Glob(c.Path("/etc/systemd/system/*/exitd.service")); len(wants) > 0 {
+		t.Errorf("still enabled after erase: %v", wants)
+	}
+	tables, err := n.lab.Exit.Exec(ctx, "nft", "list", "tables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(tables), "exitd") {
+		t.Errorf("nftables table left after erase:\n%s", tables)
+	}
+	if out, err := n.lab.Exit.Exec(ctx, "ip", "link", "show", "exit0"); err == nil {
+		t.Errorf("TUN left after erase:\n%s", out)
+	}
+	if after, err := os.ReadFile(c.Path("/var/lib/exitd/private.key")); err != nil || !bytes.Equal(after, key) {
+		t.Errorf("node key not kept by erase: %v", err)
+	}
+	if db, err := os.ReadFile(c.Path("/var/lib/exitd/members.db")); err != nil || !bytes.Contains(db, []byte(`"label":"m1"`)) {
+		t.Errorf("member registry not kept by erase (%d bytes): %v", len(db), err)
+	}
+}
+
+func TestPackagedExitdUnderSystemd(t *testing.T) {
+	n := bootPackaged(t, debFormat)
+	n.installAndStart()
+	n.connectMember()
+	n.event("reload", func() { n.exec("systemctl", "reload", "exitd.service") }, true)
+	n.event("restart", func() { n.exec("systemctl", "restart", "exitd.service") }, false)
+	n.event("kill -9", func() { n.exec("systemctl", "kill", "--signal=SIGKILL", "exitd.service") }, false)
+	n.upgrade()
 
 	// A hung data path: no watchdog pings, systemd restarts the service.
+	ctx, c, dl := n.ctx, n.c, n.dl
 	dropin := "[Service]\nWatchdogSec=3s\nTimeoutAbortSec=2s\n"
 	if err := os.MkdirAll(c.Path("/etc/systemd/system/exitd.service.d"), 0o755); err != nil {
 		t.Fatal(err)
@@ -306,36 +425,22 @@ func TestPackagedExitdUnderSystemd(t *testing.T) {
 	if err := os.WriteFile(c.Path("/etc/systemd/system/exitd.service.d/zz-test-watchdog.conf"), []byte(dropin), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	exec("systemctl", "daemon-reload")
-	exec("systemctl", "restart", "exitd.service") // resets NRestarts
+	n.exec("systemctl", "daemon-reload")
+	n.exec("systemctl", "restart", "exitd.service") // resets NRestarts
 	before := waitActive(ctx, t, c, "", 0, 30*time.Second)["MainPID"]
 	have := dl.mark()
 	t0 := time.Now()
-	exec("systemctl", "kill", "--signal=SIGSTOP", "exitd.service")
+	n.exec("systemctl", "kill", "--signal=SIGSTOP", "exitd.service")
 	waitActive(ctx, t, c, before, 1, 60*time.Second)
-	if r := exec("journalctl", "-u", "exitd", "--no-pager", "-n", "200"); !strings.Contains(r, "Failed with result 'watchdog'") {
+	if r := n.exec("journalctl", "-u", "exitd", "--no-pager", "-n", "200"); !strings.Contains(r, "Failed with result 'watchdog'") {
 		t.Errorf("restart was not the watchdog's:\n%s", r)
 	}
 	dl.waitBytes(t, have+4<<20, 30*time.Second)
 	_, stall, _ := dl.state()
 	t.Logf("watchdog: hung exitd restarted in %v; download stall %v (WatchdogSec=3s + TimeoutAbortSec=2s)", time.Since(t0).Round(time.Millisecond), stall.Round(time.Millisecond))
 	os.Remove(c.Path("/etc/systemd/system/exitd.service.d/zz-test-watchdog.conf"))
-	exec("systemctl", "daemon-reload")
+	n.exec("systemctl", "daemon-reload")
 
-	// Erase: stopped, disabled, and no nftables table or TUN left.
-	stopDownload()
-	exec("dpkg", "--purge", "exitd")
-	if p := unit(ctx, t, c, "ActiveState", "LoadState"); p["ActiveState"] == "active" {
-		t.Errorf("after erase: %v", p)
-	}
-	tables, err := lab.Exit.Exec(ctx, "nft", "list", "tables")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(tables), "exitd") {
-		t.Errorf("nftables table left after erase:\n%s", tables)
-	}
-	if out, err := lab.Exit.Exec(ctx, "ip", "link", "show", "exit0"); err == nil {
-		t.Errorf("TUN left after erase:\n%s", out)
-	}
+	// Erase: stopped, disabled, no nftables table or TUN left, state kept.
+	n.erase()
 }

@@ -36,6 +36,16 @@ var DefaultSpec = RootSpec{
 	Packages: []string{"systemd", "systemd-sysv", "dbus", "iproute2", "procps", "kmod", "nftables", "wireguard-tools"},
 }
 
+// RPMSpec is DefaultSpec plus rpm, for installing exitd's RPM under the same
+// systemd; a cache entry of its own, so DefaultSpec's root stays as it is.
+var RPMSpec = DefaultSpec.With("rpm")
+
+// With returns s with more packages included (a different cache entry).
+func (s RootSpec) With(pkgs ...string) RootSpec {
+	s.Packages = append(append([]string(nil), s.Packages...), pkgs...)
+	return s
+}
+
 // Key identifies the root's contents: the cache directory's name.
 func (s RootSpec) Key() string {
 	h := sha256.Sum256([]byte(strings.Join([]string{s.Suite, s.Variant, s.Mirror, strings.Join(s.Packages, ",")}, "\n")))

@@ -8,13 +8,16 @@ import (
 
 func TestRootSpecKey(t *testing.T) {
 	a := DefaultSpec
-	b := DefaultSpec
-	b.Packages = append(append([]string(nil), b.Packages...), "curl")
-	if a.Key() != DefaultSpec.Key() {
+	key := DefaultSpec.Key()
+	b := DefaultSpec.With("curl")
+	if a.Key() != key {
 		t.Fatal("key not stable")
 	}
-	if a.Key() == b.Key() {
+	if a.Key() == b.Key() || a.Key() == RPMSpec.Key() {
 		t.Fatal("a different package list must be a different cache entry")
+	}
+	if DefaultSpec.Key() != key || len(DefaultSpec.Packages) != len(RPMSpec.Packages)-1 {
+		t.Fatal("With changed the spec it was called on")
 	}
 	if !strings.HasPrefix(a.Key(), "bookworm-") || len(a.Key()) != len("bookworm-")+12 {
 		t.Fatalf("key %q", a.Key())
