@@ -21,8 +21,8 @@ package tunnel
    It batches with recvmmsg/sendmmsg and uses UDP GSO (UDP_SEGMENT) for
    sends and GRO for receives where the kernel offers them, like
    wireguard-go's StdNetBind (whose GSO helpers these follow, MIT licence,
-   Copyright (C) 2017-2025 WireGuard LLC). It keeps no sticky source
-   address: replies leave with the source the routing table picks.
+   Copyright (C) 2017-2025 WireGuard LLC). Replies leave from the node
+   address the member dialled (sticky sources, sticky.go).
 */
 
 import (
@@ -77,8 +77,9 @@ func openTUN(opts Options) (dev tun.Device, adopted bool, adoptErr error, err er
 }
 
 // ListenUDP opens the IPv4 and IPv6 sockets of a bind on port (0 = any),
-// with the options wireguard-go uses: large buffers, IPV6_V6ONLY and UDP
-// GRO. A family the host lacks is skipped; no family at all is an error.
+// with the options wireguard-go uses: large buffers, IPV6_V6ONLY, PKTINFO
+// (sticky sources) and UDP GRO. A family the host lacks is skipped; no
+// family at all is an error.
 func ListenUDP(port int) (v4, v6 *net.UDPConn, err error) {
 	v4, port4, err4 := listenUDP("udp4", port)
 	if err4 != nil && !errors.Is(err4, syscall.EAFNOSUPPORT) {
@@ -110,6 +111,9 @@ func listenUDP(network string, port int) (*net.UDPConn, int, error) {
 			}
 			if network == "udp6" {
 				err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+			}
+			if err == nil {
+				err = setPktinfo(s, network == "udp6")
 			}
 			_ = unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) // absent before Linux 5.12: no rx offload
 		})
@@ -195,7 +199,7 @@ func newUDPBind(v4, v6 *net.UDPConn, port int) *udpBind {
 		ms := make([]ipv6.Message, conn.IdealBatchSize)
 		for i := range ms {
 			ms[i].Buffers = make(net.Buffers, 1)
-			ms[i].OOB = make([]byte, 0, unix.CmsgSpace(2))
+			ms[i].OOB = make([]byte, 0, oobSize)
 		}
 		return &ms
 	}
@@ -207,12 +211,14 @@ func newUDPBind(v4, v6 *net.UDPConn, port int) *udpBind {
 func (b *udpBind) setSockets(v4, v6 *net.UDPConn) {
 	b.v4, b.v6, b.pc4, b.pc6 = v4, v6, nil, nil
 	if v4 != nil {
+		enablePktinfo(v4, false)
 		b.pc4 = ipv4.NewPacketConn(v4)
 		tx, rx := udpOffload(v4)
 		b.tx4.Store(tx)
 		b.rx4 = rx
 	}
 	if v6 != nil {
+		enablePktinfo(v6, true)
 		b.pc6 = ipv6.NewPacketConn(v6)
 		tx, rx := udpOffload(v6)
 		b.tx6.Store(tx)
@@ -364,18 +370,6 @@ func (b *udpBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	return &endpoint{ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
 }
 
-// endpoint is a member's address; no sticky source.
-type endpoint struct{ ap netip.AddrPort }
-
-var _ conn.Endpoint = (*endpoint)(nil)
-
-func (e *endpoint) ClearSrc()           {}
-func (e *endpoint) SrcToString() string { return "" }
-func (e *endpoint) DstToString() string { return e.ap.String() }
-func (e *endpoint) DstToBytes() []byte  { b, _ := e.ap.MarshalBinary(); return b }
-func (e *endpoint) DstIP() netip.Addr   { return e.ap.Addr() }
-func (e *endpoint) SrcIP() netip.Addr   { return netip.Addr{} }
-
 type batchReader interface {
 	ReadBatch([]ipv6.Message, int) (int, error)
 }
@@ -387,10 +381,14 @@ type batchWriter interface {
 func (b *udpBind) getMsgs() *[]ipv6.Message { return b.msgs.Get().(*[]ipv6.Message) }
 
 func (b *udpBind) putMsgs(ms *[]ipv6.Message) {
-	for i := range *ms {
-		(*ms)[i] = ipv6.Message{Buffers: (*ms)[i].Buffers, OOB: (*ms)[i].OOB[:0]}
-	}
+	resetMsgs(*ms)
 	b.msgs.Put(ms)
+}
+
+func resetMsgs(ms []ipv6.Message) {
+	for i := range ms {
+		ms[i] = ipv6.Message{Buffers: ms[i].Buffers, OOB: ms[i].OOB[:0]}
+	}
 }
 
 // udpSegmentMax is the kernel's limit of datagrams in one GSO/GRO buffer.
@@ -431,14 +429,19 @@ func (b *udpBind) receiveFunc(br batchReader, gro bool, gen int) conn.ReceiveFun
 				continue
 			}
 			ua := m.Addr.(*net.UDPAddr).AddrPort()
-			eps[i] = &endpoint{ap: netip.AddrPortFrom(ua.Addr().Unmap(), ua.Port())}
+			ep := &endpoint{ap: netip.AddrPortFrom(ua.Addr().Unmap(), ua.Port())}
+			if c, err := parseControl(m.OOB[:m.NN]); err == nil {
+				ep.setSrc(c)
+			}
+			eps[i] = ep
 		}
 		return n, nil
 	}
 }
 
 // Send sends bufs to ep, coalesced into GSO super-datagrams when the
-// socket supports it (falling back for good when the NIC refuses, EIO).
+// socket supports it (falling back for good when the NIC refuses, EIO),
+// from ep's sticky source when it has one (see writeSticky).
 func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	e, ok := ep.(*endpoint)
 	if !ok {
@@ -477,32 +480,35 @@ func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		ua.IP = ua.IP[:copy(ua.IP, a4[:])]
 	}
 	ua.Port = int(e.ap.Port())
+	var ctl [srcControlMax]byte
 	if tx.Load() {
 		n := coalesce(ua, is6, bufs, *ms)
-		err := writeAll(bw, (*ms)[:n])
+		err := writeSticky(bw, (*ms)[:n], e, e.srcControl(&ctl))
 		if err == nil || !gsoRefused(err) {
 			return err
 		}
 		tx.Store(false)
-		b.putMsgs(ms)
-		ms = b.getMsgs()
+		resetMsgs(*ms)
 	}
 	for i := range bufs {
 		(*ms)[i].Addr = ua
 		(*ms)[i].Buffers[0] = bufs[i]
 	}
-	return writeAll(bw, (*ms)[:len(bufs)])
+	return writeSticky(bw, (*ms)[:len(bufs)], e, e.srcControl(&ctl))
 }
 
-func writeAll(bw batchWriter, ms []ipv6.Message) error {
-	for start := 0; start < len(ms); {
+// writeAll sends ms and returns how many went out: all, or those before
+// the one that failed.
+func writeAll(bw batchWriter, ms []ipv6.Message) (int, error) {
+	start := 0
+	for start < len(ms) {
 		n, err := bw.WriteBatch(ms[start:], 0)
 		if err != nil {
-			return err
+			return start, err
 		}
 		start += n
 	}
-	return nil
+	return start, nil
 }
 
 // gsoRefused: the driver lacks tx checksum offload, which UDP_SEGMENT needs.
@@ -563,23 +569,9 @@ func setGSO(oob *[]byte, size uint16) {
 	*(*uint16)(unsafe.Pointer(&(*oob)[at+unix.CmsgLen(0)])) = size
 }
 
-// groSize returns the segment size of a GRO buffer (0 when not coalesced).
-func groSize(oob []byte) (int, error) {
-	for len(oob) > unix.SizeofCmsghdr {
-		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
-		if err != nil {
-			return 0, fmt.Errorf("tunnel: parse control message: %w", err)
-		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && len(data) >= 2 {
-			return int(*(*uint16)(unsafe.Pointer(&data[0]))), nil
-		}
-		oob = rest
-	}
-	return 0, nil
-}
-
 // splitCoalesced splits the GRO buffers read into ms[at:] into single
-// datagrams in ms[0:], returning how many there are.
+// datagrams in ms[0:], returning how many there are. Each datagram gets
+// a copy of its buffer's control messages (PKTINFO: its sticky source).
 func splitCoalesced(ms []ipv6.Message, at int) (int, error) {
 	n := 0
 	for i := at; i < len(ms); i++ {
@@ -601,6 +593,10 @@ func splitCoalesced(ms []ipv6.Message, at int) (int, error) {
 			}
 			ms[n].N = copy(ms[n].Buffers[0], m.Buffers[0][start:end])
 			ms[n].Addr = m.Addr
+			if n != i {
+				ms[n].OOB = ms[n].OOB[:cap(ms[n].OOB)]
+				ms[n].NN = copy(ms[n].OOB, m.OOB[:m.NN])
+			}
 			start, end = end, min(end+seg, m.N)
 			n++
 		}
