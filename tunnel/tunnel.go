@@ -98,7 +98,16 @@ func OpenLink(opts Options) (l *Link, err error) {
 	if adopted || v4 != nil || v6 != nil {
 		log.Info("tunnel: adopted the previous process's devices", "tun", adopted, "udp4", v4 != nil, "udp6", v6 != nil)
 	}
-	ub := newUDPBind(v4, v6, opts.Port)
+	if v4 == nil && v6 == nil {
+		// Made here, on the caller's thread, so they live in the caller's
+		// network namespace: wireguard-go opens the bind later from
+		// goroutines on other threads, which may be in another one.
+		if v4, v6, err = ListenUDP(opts.Port); err != nil {
+			raw.Close()
+			return nil, portError(opts.Port, err)
+		}
+	}
+	ub := newUDPBind(v4, v6, localPort(v4, v6))
 	if err := configureLink(opts.Name, opts.MTU, opts.Addrs); err != nil {
 		ub.release()
 		raw.Close()
