@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
@@ -283,8 +284,15 @@ func devNull(t *testing.T, name string) *os.File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	return os.NewFile(f.Fd(), name)
+	defer f.Close()
+	// One *os.File per descriptor: two would close the number twice.
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf := os.NewFile(uintptr(fd), name)
+	t.Cleanup(func() { nf.Close() }) // closing twice is safe on one *os.File
+	return nf
 }
 
 func TestTakeFiles(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"exitd/internal/testenv"
@@ -185,7 +186,15 @@ func socketFile(t *testing.T, c interface{ File() (*os.File, error) }, name stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return os.NewFile(f.Fd(), name)
+	// A second *os.File on f's descriptor would close it again from f's
+	// finalizer, possibly after the number was reused (a netns handle of
+	// a later test): name a duplicate instead and close f now.
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), name)
 }
 
 func TestAdoptUDPKeepsQueuedDatagrams(t *testing.T) {
