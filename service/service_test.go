@@ -259,11 +259,7 @@ func TestNewFromEnvironment(t *testing.T) {
 // the first message the manager sees is the next one the test sends.
 func TestTakeFilesKeepsStore(t *testing.T) {
 	l := newListener(t)
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewFromOptions(Options{NotifySocket: l.path, Inherited: []*os.File{os.NewFile(f.Fd(), "udp4")}})
+	m := NewFromOptions(Options{NotifySocket: l.path, Inherited: []*os.File{namedDevNull(t, "udp4")}})
 	fs := m.TakeFiles("udp4")
 	if len(fs) != 1 {
 		t.Fatalf("%d files", len(fs))
@@ -276,13 +272,7 @@ func TestTakeFilesKeepsStore(t *testing.T) {
 }
 
 func TestTakeFiles(t *testing.T) {
-	open := func(name string) *os.File {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return os.NewFile(f.Fd(), name) // same descriptor, named like activation.Files does
-	}
+	open := func(name string) *os.File { return namedDevNull(t, name) }
 	m := NewFromOptions(Options{Inherited: []*os.File{open("udp4"), open("tun"), open("udp4"), open("stale")}})
 	if fs := m.TakeFiles("udp4"); len(fs) != 2 {
 		t.Fatalf("udp4: %d files", len(fs))
@@ -305,4 +295,21 @@ func TestTakeFiles(t *testing.T) {
 	if got := m.CloseUnclaimed(); len(got) != 0 {
 		t.Fatalf("unclaimed twice: %v", got)
 	}
+}
+
+// namedDevNull is /dev/null under name, like activation.Files names
+// inherited descriptors. One *os.File per descriptor: a second one would
+// close the number again from its finalizer, after it may have been reused.
+func namedDevNull(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), name)
 }
