@@ -112,14 +112,14 @@ func (n *Node) reloadSteps(old, cfg *config.Config) []step {
 				if err := n.nat.Apply(next); err != nil {
 					return err
 				}
-				n.natApplied = next
+				n.setNATApplied(next)
 				return nil
 			},
 			func() error {
 				if err := n.nat.Apply(prev); err != nil {
 					return err
 				}
-				n.natApplied = prev
+				n.setNATApplied(prev)
 				return nil
 			}})
 	}

@@ -8,7 +8,6 @@ import (
 	"exitd/control"
 	"exitd/dns"
 	"exitd/metrics"
-	"exitd/nat"
 )
 
 // DNS inside the tunnel (docs/dns.md): a caching resolver on the gateway
@@ -29,12 +28,6 @@ func gateways(c *config.Config) []netip.Addr {
 		}
 	}
 	return out
-}
-
-// denySet is the one deny set of the config: forwarded traffic (nat), DNS
-// answers and SOCKS destinations are checked against it.
-func denySet(c *config.Config) *nat.DenySet {
-	return natConfig(c).DenySet()
 }
 
 // dnsConfig maps the daemon config onto the resolver's; resolv names the
@@ -64,8 +57,7 @@ func (n *Node) startDNS() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	deny := denySet(c)
-	r, err := dns.New(dc, dns.Options{Logger: n.log, Now: n.now, Deny: deny.Denied})
+	r, err := dns.New(dc, dns.Options{Logger: n.log, Now: n.now, Deny: n.denied})
 	if err != nil {
 		return nil, err
 	}

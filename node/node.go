@@ -87,8 +87,9 @@ type Node struct {
 	reg *members.Registry
 	nat natTable
 	// natApplied is the ruleset config applied last (guarded by mu after
-	// start).
+	// start); deny is its deny set, which the resolver and the proxy read.
 	natApplied nat.Config
+	deny       atomic.Pointer[nat.DenySet]
 	plane      *dataplane.Plane
 	dns        *dns.Resolver // nil when [dns] is off
 	socks      *socks.Server // nil when [socks] is off
@@ -304,6 +305,20 @@ func natConfig(c *config.Config) nat.Config {
 	return nc
 }
 
+// setNATApplied records the ruleset in force and publishes its deny set.
+func (n *Node) setNATApplied(nc nat.Config) {
+	n.natApplied = nc
+	n.deny.Store(nc.DenySet())
+}
+
+// denied reports whether a is in the deny set in force: forwarded
+// traffic, DNS answers and SOCKS destinations are checked against it.
+// Before the ruleset is in force everything is denied (fail closed).
+func (n *Node) denied(a netip.Addr) bool {
+	d := n.deny.Load()
+	return d == nil || d.Denied(a)
+}
+
 func (n *Node) startNAT() (func(), error) {
 	m, err := nat.New(nat.Options{Logger: n.log})
 	if err != nil {
@@ -319,7 +334,8 @@ func (n *Node) startNAT() (func(), error) {
 		}
 		return nil, err
 	}
-	n.nat, n.natApplied = m, nc
+	n.nat = m
+	n.setNATApplied(nc)
 	return func() {
 		if n.plane != nil && n.plane.HandingOver() {
 			n.log.Info("leaving the nftables table and member conntrack to the next exitd (exitd cleanup removes them if none starts)")

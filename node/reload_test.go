@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -174,3 +175,27 @@ func TestReloadWhileServing(t *testing.T) {
 
 func (f *fakeNAT) Restorations() uint64 { return 0 }
 func (f *fakeNAT) Mode() string         { return "inet" }
+
+// TestReloadUpdatesDenySet: the resolver and the proxy read the deny set
+// in force, so a reload that blocks a prefix blocks it for them too, and
+// nothing is allowed before the ruleset is.
+func TestReloadUpdatesDenySet(t *testing.T) {
+	n, _, extra := reloadNode(t)
+	a := netip.MustParseAddr("198.51.100.7")
+	if !n.denied(a) {
+		t.Fatal("an address passed before any ruleset was in force")
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n.denied(a) {
+		t.Fatal("a public address is denied")
+	}
+	*extra = "[filter]\nblock = [\"198.51.100.0/24\"]\n"
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !n.denied(a) || n.denied(netip.MustParseAddr("203.0.113.9")) {
+		t.Fatal("deny set not updated by the reload")
+	}
+}

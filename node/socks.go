@@ -59,13 +59,12 @@ func (n *Node) startSOCKS() (func(), error) {
 	if soft, hard, err := socks.RaiseNoFileLimit(); err != nil {
 		n.log.Warn("socks: cannot raise the open-file limit; sessions beyond it are refused and counted", "soft", soft, "hard", hard, "err", err)
 	}
-	deny := denySet(c)
 	var resolver socks.Resolver // the system's, when the resolver is off
 	if n.dns != nil {
 		resolver = socksResolver{n.dns}
 	}
 	s, err := socks.New(socks.Options{
-		Logger: n.log, Now: n.now, Deny: deny.Denied, Resolver: resolver,
+		Logger: n.log, Now: n.now, Deny: n.denied, Resolver: resolver,
 		Identify: func(src netip.Addr) (string, bool) {
 			m, ok := n.reg.ByAddr(src)
 			if !ok || m.Disabled {
