@@ -21,7 +21,8 @@
 // mutex; the blocklist is an immutable snapshot swapped through an
 // atomic.Pointer; counters are atomics.
 //
-// dns imports only github.com/miekg/dns (aliased mdns) and the standard
+// dns imports only github.com/miekg/dns (aliased mdns), golang.org/x/sys/unix
+// (SO_REUSEPORT) and the standard
 // library; it must not import any other exitd package. The daemon wires it up
 // (config, nftables capture of port 53, metrics) from outside.
 package dns

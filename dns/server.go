@@ -1,14 +1,18 @@
 package dns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"syscall"
 
 	mdns "github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // serverUDPSize is the read buffer for queries; queries are small, but a
@@ -37,15 +41,33 @@ func (r *Resolver) Listen(addrs []netip.AddrPort) (*Server, error) {
 			s.Close()
 			return nil, fmt.Errorf("dns: listen %s: %w", a, err)
 		}
-		s.addrs = append(s.addrs, netip.AddrPortFrom(a.Addr(), uint16(ln.Addr().(*net.TCPAddr).Port)))
-		for _, srv := range []*mdns.Server{{PacketConn: pc}, {Listener: ln}} {
+		bound := netip.AddrPortFrom(a.Addr(), uint16(ln.Addr().(*net.TCPAddr).Port))
+		s.addrs = append(s.addrs, bound)
+		servers := []*mdns.Server{{PacketConn: pc}, {Listener: ln}}
+		// More UDP sockets on the same address (SO_REUSEPORT), one reader
+		// each: the kernel spreads queries over them, and one socket's
+		// reader and its sendmsg per reply no longer bound the rate.
+		for range udpSockets() - 1 {
+			extra, err := listenUDP(bound)
+			if err != nil {
+				break // one socket still serves
+			}
+			servers = append(servers, &mdns.Server{PacketConn: extra})
+		}
+		for i, srv := range servers {
 			srv.Handler = r
 			srv.UDPSize = serverUDPSize
 			srv.MsgAcceptFunc = r.accept
 			srv.MsgInvalidFunc = r.invalid
 			if err := s.start(srv); err != nil {
-				pc.Close()
-				ln.Close()
+				for _, rest := range servers[i:] {
+					if rest.PacketConn != nil {
+						rest.PacketConn.Close()
+					}
+					if rest.Listener != nil {
+						rest.Listener.Close()
+					}
+				}
 				s.Close()
 				return nil, fmt.Errorf("dns: serve %s: %w", a, err)
 			}
@@ -54,11 +76,36 @@ func (r *Resolver) Listen(addrs []netip.AddrPort) (*Server, error) {
 	return s, nil
 }
 
+// udpSockets is how many UDP sockets serve each address: one per CPU the
+// process may use, at most 8.
+func udpSockets() int { return min(max(runtime.GOMAXPROCS(0), 1), 8) }
+
+// reusePort sets SO_REUSEPORT, so several sockets share one address.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// listenUDP binds a UDP socket on a with SO_REUSEPORT.
+func listenUDP(a netip.AddrPort) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: reusePort}
+	pc, err := lc.ListenPacket(context.Background(), "udp", a.String())
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
 // listenPair binds UDP and TCP on a; for port 0 it retries until both get
 // the same port.
 func listenPair(a netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
 	for try := 0; ; try++ {
-		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		pc, err := listenUDP(a)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -169,7 +169,7 @@ func externalAllowed() map[string][]string {
 		"exitd/tuning": nil,
 		"exitd/units":  nil,
 		"exitd/socks":  {"golang.org/x/sys/unix"},
-		"exitd/dns":    {"github.com/miekg/dns"},
+		"exitd/dns":    {"github.com/miekg/dns", "golang.org/x/sys/unix"},
 	}
 }
 
