@@ -175,9 +175,6 @@ func (p *Plane) HandingOver() bool { return p.handover.Load() }
 // SetSchedConfig applies a new scheduler configuration in place.
 func (p *Plane) SetSchedConfig(c SchedConfig) error { return p.sched.SetConfig(c) }
 
-// CheckSchedConfig reports whether c would be accepted, without applying it.
-func CheckSchedConfig(c SchedConfig) error { return c.Validate() }
-
 // SchedStats are the scheduler's totals.
 func (p *Plane) SchedStats() SchedStats { return p.sched.Stats() }
 
@@ -189,9 +186,6 @@ func (p *Plane) ForEachSchedMember(fn func(id uint32, st MemberSchedStats)) {
 // LimitsEnforced reports whether member rate caps are applied: the srr
 // scheduler enforces them; fifo, kept for A/B measurement, ignores them.
 func LimitsEnforced(c SchedConfig) bool { return c.Discipline != "fifo" }
-
-// device is the tunnel as a peerSet (tests wrap it).
-func (p *Plane) device() peerSet { return p.tun }
 
 // peers is the device's peer table (overridable in tests).
 func (p *Plane) peers() peerSet {

@@ -253,7 +253,7 @@ func TestLimitsEnforced(t *testing.T) {
 	if !LimitsEnforced(SchedConfig{}) || !LimitsEnforced(SchedConfig{Discipline: "srr"}) || LimitsEnforced(SchedConfig{Discipline: "fifo"}) {
 		t.Fatal("srr enforces caps, fifo does not")
 	}
-	if CheckSchedConfig(SchedConfig{Discipline: "lifo"}) == nil {
+	if (SchedConfig{Discipline: "lifo"}).Validate() == nil {
 		t.Fatal("unknown discipline accepted")
 	}
 }
@@ -335,3 +335,6 @@ func BenchmarkDeviceDump(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/dump")
 }
+
+// device is the tunnel as a peerSet (tests wrap it).
+func (p *Plane) device() peerSet { return p.tun }

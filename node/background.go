@@ -172,7 +172,3 @@ func restartOnly(old, c *config.Config) error {
 	}
 	return nil
 }
-
-func natChanged(a, b *config.Config) bool {
-	return !reflect.DeepEqual(natConfig(a), natConfig(b))
-}

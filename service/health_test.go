@@ -1,7 +1,6 @@
 package service
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -111,36 +110,6 @@ type countPinger struct {
 
 func (p *countPinger) Watchdog() error { p.mu.Lock(); p.n++; p.mu.Unlock(); return nil }
 func (p *countPinger) count() int      { p.mu.Lock(); defer p.mu.Unlock(); return p.n }
-
-func TestRunWatchdogPingsOnlyWhenHealthy(t *testing.T) {
-	p := &countPinger{}
-	tick := make(chan time.Time)
-	results := []error{nil, nil, nil, errors.New("wedged"), errors.New("wedged")}
-	calls := 0 // only the watchdog goroutine touches it until done
-	var failures []error
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		RunWatchdog(ctx, p, tick,
-			func() error { calls++; return results[min(calls, len(results))-1] },
-			func(err error) { failures = append(failures, err) })
-	}()
-	for range 4 { // one check at start, one after each tick
-		tick <- time.Time{}
-	}
-	cancel()
-	<-done
-	if calls != 5 {
-		t.Fatalf("%d checks, want 5", calls)
-	}
-	if got := p.count(); got != 3 {
-		t.Fatalf("%d pings, want 3", got)
-	}
-	if len(failures) != 2 {
-		t.Fatalf("%d failures reported, want 2", len(failures))
-	}
-}
 
 func TestWatchdogTick(t *testing.T) {
 	for _, tc := range []struct{ in, want time.Duration }{

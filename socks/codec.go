@@ -112,12 +112,6 @@ func readGreeting(r io.Reader, buf []byte) ([]byte, error) {
 	return m, nil
 }
 
-// appendGreeting builds a client greeting (used by tests and fuzz seeds).
-func appendGreeting(b []byte, methods ...byte) []byte {
-	b = append(b, socksVersion, byte(len(methods)))
-	return append(b, methods...)
-}
-
 // readUserPass reads an RFC 1929 username/password request.
 func readUserPass(r io.Reader) (user, pass string, err error) {
 	var buf [1 + 1 + 255 + 1 + 255]byte
@@ -141,15 +135,6 @@ func readUserPass(r io.Reader) (user, pass string, err error) {
 		return "", "", fmt.Errorf("socks: read auth: %w", err)
 	}
 	return string(buf[2 : 2+ulen]), string(p), nil
-}
-
-// appendUserPass builds an RFC 1929 request; user and pass are at most 255
-// bytes (the caller checks).
-func appendUserPass(b []byte, user, pass string) []byte {
-	b = append(b, userPassVersion, byte(len(user)))
-	b = append(b, user...)
-	b = append(b, byte(len(pass)))
-	return append(b, pass...)
 }
 
 // readRequest reads a request (RFC 1928 §4). An unknown ATYP returns
@@ -244,28 +229,10 @@ func appendAddr(b []byte, a addr) []byte {
 	return binary.BigEndian.AppendUint16(b, a.port)
 }
 
-// appendRequest builds a request (tests and fuzz seeds).
-func appendRequest(b []byte, cmd byte, dst addr) []byte {
-	return appendAddr(append(b, socksVersion, cmd, 0), dst)
-}
-
 // appendReply builds a reply with the bound address bnd (may be zero).
 func appendReply(b []byte, rep reply, bnd netip.AddrPort) []byte {
 	b = append(b, socksVersion, byte(rep), 0)
 	return appendAddr(b, addr{ip: bnd.Addr().Unmap(), port: bnd.Port()})
-}
-
-// readReply reads a reply (the test client's side of appendReply).
-func readReply(r io.Reader) (reply, addr, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, addr{}, fmt.Errorf("socks: read reply: %w", err)
-	}
-	if h[0] != socksVersion {
-		return 0, addr{}, errVersion
-	}
-	a, err := readAddr(r, h[3])
-	return reply(h[1]), a, err
 }
 
 // parseUDPHeader parses the header of a relayed datagram (RFC 1928 §7) and

@@ -11,10 +11,6 @@ const BundledPath = "/usr/lib/sysctl.d/60-exitd.conf"
 //go:embed 60-exitd.conf
 var bundled []byte
 
-// BundledBytes returns a copy of the bundled profile file, byte for byte
-// what the package installs at BundledPath.
-func BundledBytes() []byte { return append([]byte(nil), bundled...) }
-
 // Bundled parses the bundled profile. The profile does not size conntrack:
 // add that with WithConntrack.
 func Bundled() (*Profile, error) {

@@ -107,9 +107,3 @@ func TestPhase(t *testing.T) {
 		}
 	}
 }
-
-func TestIsCritical(t *testing.T) {
-	if !IsCritical(KeyIPForward) || IsCritical("net.core.netdev_budget") {
-		t.Fatal("IsCritical")
-	}
-}

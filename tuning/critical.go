@@ -59,12 +59,6 @@ func ipv6SourceRouteSafe(v string) bool {
 	return ok && n <= 0
 }
 
-// IsCritical reports whether key is one of the safety-critical keys.
-func IsCritical(key string) bool {
-	_, ok := criticalKeys[key]
-	return ok
-}
-
 // CriticalKeys lists the safety-critical keys.
 func CriticalKeys() []string {
 	keys := make([]string, 0, len(criticalKeys))

@@ -32,7 +32,7 @@ import (
 	"exitd/keys"
 )
 
-// Options configure OpenLink (and Open).
+// Options configure OpenLink.
 type Options struct {
 	Name       string         // TUN name, e.g. "exit0"
 	MTU        int            // inner MTU
@@ -129,15 +129,6 @@ func (l *Link) Close() {
 		l.ub.release()
 	}
 	l.raw.Close()
-}
-
-// Open is OpenLink followed by Start with no wrappers.
-func Open(opts Options) (*Tunnel, error) {
-	l, err := OpenLink(opts)
-	if err != nil {
-		return nil, err
-	}
-	return l.Start(l.TUN(), l.Bind())
 }
 
 // Tunnel is a running WireGuard endpoint.

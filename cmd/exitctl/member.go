@@ -441,8 +441,6 @@ func dash(s string) string {
 	return s
 }
 
-func ago(t time.Time) string { return agoAt(t, time.Now()) }
-
 func agoAt(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
