@@ -186,36 +186,3 @@ func clampWeight(w int) int32 {
 	return int32(clampInt(w, 1, maxWeight))
 }
 
-func rateMultiplier(unit string) (float64, bool) {
-	switch unit {
-	case "", "bit", "bits":
-		return 1, true
-	case "kbit":
-		return 1e3, true
-	case "mbit":
-		return 1e6, true
-	case "gbit":
-		return 1e9, true
-	case "tbit":
-		return 1e12, true
-	case "kibit":
-		return 1 << 10, true
-	case "mibit":
-		return 1 << 20, true
-	case "gibit":
-		return 1 << 30, true
-	case "tibit":
-		return 1 << 40, true
-	case "bps":
-		return 8, true
-	case "kbps":
-		return 8e3, true
-	case "mbps":
-		return 8e6, true
-	case "gbps":
-		return 8e9, true
-	case "tbps":
-		return 8e12, true
-	}
-	return 0, false
-}
