@@ -20,3 +20,7 @@ func Bundled() (*Profile, error) {
 	}
 	return p, nil
 }
+
+// BundledBytes returns a copy of the bundled profile file, byte for byte
+// (the packaging and `exitd tune` tests compare installed files with it).
+func BundledBytes() []byte { return append([]byte(nil), bundled...) }
