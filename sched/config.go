@@ -185,4 +185,3 @@ func orDefault(v, def, lo, hi time.Duration) time.Duration {
 func clampWeight(w int) int32 {
 	return int32(clampInt(w, 1, maxWeight))
 }
-

@@ -412,7 +412,7 @@ func TestDeviceUpsertMovesAddress(t *testing.T) {
 	if st, _ := d.MemberStats(1); st.Weight != 9 {
 		t.Fatalf("weight %d, want 9", st.Weight)
 	}
-	if got := d.reg.get(1); got.weight.Load() != 9 || len(got.addrs) != 1 {
+	if got := d.reg.get(1); got.weight() != 9 || len(got.addrs) != 1 {
 		t.Fatal("upsert did not replace the addresses")
 	}
 }

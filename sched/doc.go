@@ -6,9 +6,10 @@
 // pacer and in-flight bound that make the queue form here rather than inside
 // wireguard-go or the kernel, the upload drain, and the scheduler statistics.
 //
-// It must import only the standard library and wireguard-go's tun and conn
-// packages (tun/tuntest and conn/bindtest in tests); never nat, tuning,
-// members, node or any other exitd package. The composition root maps member
+// It must import only the standard library, wireguard-go's tun and conn
+// packages (tun/tuntest and conn/bindtest in tests) and exitd/bounds (the
+// weight and rate limits it shares with the registry and the config); never
+// nat, tuning, members, node or any other exitd package. The composition root maps member
 // identities and TOML config onto UpsertMember and Config.
 //
 // Typical wiring:

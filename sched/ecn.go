@@ -2,11 +2,13 @@ package sched
 
 import "encoding/binary"
 
-// markCE sets the ECN field of an ECN-capable (ECT(0) or ECT(1)) inner
-// packet to CE and reports whether it did. Not-ECT and already-CE packets
-// are left alone and get false, so CoDel drops them as Linux's
-// INET_ECN_set_ce does (a sender cannot dodge AQM by pre-setting CE). The IPv4 header checksum is updated incrementally
-// (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+// markCE sets the ECN field of an ECN-capable inner packet to CE and
+// reports whether the packet now carries a congestion mark, as Linux's
+// IP_ECN_set_ce and IP6_ECN_set_ce do: ECT(0) and ECT(1) become CE (true),
+// CE stays CE (true: the signal reaches the receiver either way, so CoDel
+// counts a mark and delivers it), Not-ECT is left alone (false: CoDel
+// drops it). The IPv4 header checksum is updated incrementally (RFC 1624,
+// eqn. 3: HC' = ~(~HC + ~m + m')).
 func markCE(pkt []byte) bool {
 	if len(pkt) < 1 {
 		return false
@@ -21,7 +23,7 @@ func markCE(pkt []byte) bool {
 			return false
 		}
 		if tos&3 == 3 {
-			return false
+			return true
 		}
 		old := binary.BigEndian.Uint16(pkt[0:2])
 		pkt[1] = tos | 3
@@ -37,9 +39,11 @@ func markCE(pkt []byte) bool {
 		}
 		// Traffic class spans the low nibble of byte 0 and the high nibble
 		// of byte 1; ECN is its two low bits, bits 4-5 of byte 1.
-		ecn := pkt[1] >> 4 & 3
-		if ecn == 0 || ecn == 3 {
+		switch pkt[1] >> 4 & 3 {
+		case 0:
 			return false
+		case 3:
+			return true
 		}
 		pkt[1] |= 3 << 4
 		return true

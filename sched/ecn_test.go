@@ -18,11 +18,13 @@ func TestMarkCE(t *testing.T) {
 		{"ipv4 not-ect", ipv4Packet(serverAddr, memberAddr(1), protoTCP, 1, 2, 60, 0xb8), false, 0},
 		{"ipv4 ect1", ipv4Packet(serverAddr, memberAddr(1), protoTCP, 1, 2, 60, 0xb8|1), true, 3},
 		{"ipv4 ect0", ipv4Packet(serverAddr, memberAddr(1), protoTCP, 1, 2, 60, 0xb8|2), true, 3},
-		{"ipv4 ce", ipv4Packet(serverAddr, memberAddr(1), protoTCP, 1, 2, 60, 3), false, 3},
+		// Already CE: left as CE and reported marked, as Linux's
+		// IP_ECN_set_ce and IP6_ECN_set_ce do (CoDel delivers it).
+		{"ipv4 ce", ipv4Packet(serverAddr, memberAddr(1), protoTCP, 1, 2, 60, 0xb8|3), true, 3},
 		{"ipv6 not-ect", ipv6Packet(s6, m6, protoTCP, 1, 2, 60, 0xb8), false, 0},
 		{"ipv6 ect0", ipv6Packet(s6, m6, protoTCP, 1, 2, 60, 0xb8|2), true, 3},
 		{"ipv6 ect1", ipv6Packet(s6, m6, protoTCP, 1, 2, 60, 1), true, 3},
-		{"ipv6 ce", ipv6Packet(s6, m6, protoTCP, 1, 2, 60, 3), false, 3},
+		{"ipv6 ce", ipv6Packet(s6, m6, protoTCP, 1, 2, 60, 0xb8|3), true, 3},
 		{"short ipv4", []byte{0x45, 2, 0}, false, 2},
 		{"garbage", []byte{0xff}, false, 0},
 	} {
@@ -43,6 +45,9 @@ func TestMarkCE(t *testing.T) {
 				}
 				if tc.pkt[1]&^3 != before[1]&^3 {
 					t.Fatal("DSCP changed")
+				}
+				if before[1]&3 == 3 && string(tc.pkt) != string(before) {
+					t.Fatal("already-CE packet changed")
 				}
 			case 6:
 				ecn = tc.pkt[1] >> 4 & 3

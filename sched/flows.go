@@ -16,17 +16,19 @@ type flowQ struct {
 	pkts       int32
 	deficit    int32
 	cd         codel
-	next       int8 // 1-based flow index in the member's new/old list
+	next       int8 // 1-based index of the next queue in its list
 	list       uint8
 }
 
-// flowTable is a member's set of flow queues and its DRR++ lists. The
-// tags sit apart from the queues so a lookup reads one cache line.
+// flowTable is a member's set of flow queues. The queues come first: a
+// flowQ fits a cache line and tables are allocated in a size class that is
+// a multiple of 64 bytes, so each queue is one line rather than straddling
+// two. The tags sit apart so a lookup reads one line. The list heads live
+// in the member's mstate (flowLists): one dependent load fewer per dequeue.
 type flowTable struct {
-	newHead, newTail, oldHead, oldTail int8 // 1-based, 0 = empty
-	// tags[i] is flow hash | 1 of queue i's current owner; 0 = never used.
-	tags  [flowsPerMember]uint32
 	flows [flowsPerMember]flowQ
+	// tags[i] is flow hash | 1 of queue i's current owner; 0 = never used.
+	tags [flowsPerMember]uint32
 }
 
 // pick returns the 1-based index of the queue for hash: the way whose tag
@@ -54,44 +56,64 @@ func (ft *flowTable) pick(hash uint64) int8 {
 
 func (ft *flowTable) flow(fi int8) *flowQ { return &ft.flows[fi-1] }
 
-func (ft *flowTable) pushNew(fi int8) {
-	f := ft.flow(fi)
-	f.next, f.list = 0, listNew
-	if ft.newTail == 0 {
-		ft.newHead = fi
-	} else {
-		ft.flow(ft.newTail).next = fi
-	}
-	ft.newTail = fi
+// flowLists are a member's DRR++ lists of flow queues over its flowTable.
+// They live in the member's mstate, not in the table: a dequeue finds the
+// queue to serve without first loading a table line.
+type flowLists struct {
+	newq, oldq flist
 }
 
-func (ft *flowTable) pushOld(fi int8) {
-	f := ft.flow(fi)
-	f.next, f.list = 0, listOld
-	if ft.oldTail == 0 {
-		ft.oldHead = fi
-	} else {
-		ft.flow(ft.oldTail).next = fi
-	}
-	ft.oldTail = fi
+// flist is one list of flow queues, linked through flowQ.next (1-based
+// indices, 0 = none). It caches what a dequeue would otherwise read from
+// the head queue's cache line: the queue after it and whether its deficit
+// is spent. With a one-packet quantum nearly every turn starts by passing
+// over a spent head; with the cache the next queue's line is requested
+// straight away instead of after the head's line arrives.
+type flist struct {
+	head, tail int8
+	second     int8 // ft.flow(head).next; 0 if head is 0
+	spent      bool // head's deficit is ≤ 0 (false: unknown, read it)
 }
 
-// popHead unlinks the head of the new list (fromNew) or of the old list.
-func (ft *flowTable) popHead(fromNew bool) int8 {
-	if fromNew {
-		fi := ft.newHead
-		ft.newHead = ft.flow(fi).next
-		if ft.newHead == 0 {
-			ft.newTail = 0
+// push appends queue fi, marking it as on list (listNew or listOld).
+func (l *flist) push(ft *flowTable, fi int8, list uint8) {
+	f := ft.flow(fi)
+	f.next, f.list = 0, list
+	if l.tail == 0 {
+		l.head, l.spent = fi, false
+	} else {
+		ft.flow(l.tail).next = fi
+		if l.head == l.tail {
+			l.second = fi
 		}
-		return fi
 	}
-	fi := ft.oldHead
-	ft.oldHead = ft.flow(fi).next
-	if ft.oldHead == 0 {
-		ft.oldTail = 0
+	l.tail = fi
+}
+
+// pop unlinks the head and returns it.
+func (l *flist) pop(ft *flowTable) int8 {
+	fi := l.head
+	l.head, l.spent = l.second, false
+	if l.head == 0 {
+		l.tail, l.second = 0, 0
+	} else {
+		l.second = ft.flow(l.head).next
 	}
 	return fi
+}
+
+// rotate moves the head to the tail (pop then push, in fewer steps).
+func (l *flist) rotate(ft *flowTable) {
+	l.spent = false
+	fi := l.head
+	if fi == l.tail {
+		return
+	}
+	ft.flow(fi).next = 0
+	ft.flow(l.tail).next = fi
+	l.tail = fi
+	l.head = l.second
+	l.second = ft.flow(l.head).next
 }
 
 // fattest returns the 1-based index of the queue with the most bytes.

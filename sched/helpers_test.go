@@ -144,7 +144,7 @@ func (tq *testQueue) check() {
 		m := &e.down
 		mb += m.bytes
 		mp += m.pkts
-		msent += m.c.sentPkts
+		msent += m.sentPkts()
 		mdrops += m.c.overflowDrops + m.c.codelDrops
 		if m.pkts > 0 {
 			active++

@@ -27,60 +27,87 @@ func histBucket(sojourn int64) int {
 	return min(bits.Len64(uint64(sojourn)>>histShift), histBuckets-1)
 }
 
-// memberEntry is one registered member: its identity, weight and the queue
-// state of each direction. Entries are immutable except weight.
+// memberEntry is one registered member: its identity and the queue state
+// of each direction (which holds its weight and rate caps). Entries are
+// immutable except addrs (guarded by registry.mu), weight and rates.
 type memberEntry struct {
-	id     uint32
-	addrs  []addrKey
-	weight atomic.Int32 // 1..64, read by the schedulers at each refill
-	// rateDown and rateUp cap the member's download and upload in on-wire
-	// bits/s (0 = no cap); read by the srr scheduler at each turn.
-	rateDown, rateUp atomic.Uint64
-	down             mstate // guarded by Device.downMu
-	up               mstate // guarded by Device.upMu
+	down  mstate // guarded by Device.downMu
+	up    mstate // guarded by Device.upMu
+	id    uint32
+	addrs []addrKey
 }
 
 func newMemberEntry(id uint32, weight int) *memberEntry {
 	e := &memberEntry{id: id}
-	e.weight.Store(clampWeight(weight))
-	e.down.ent, e.down.fatBucket, e.down.rate = e, -1, &e.rateDown
-	e.up.ent, e.up.fatBucket, e.up.rate = e, -1, &e.rateUp
+	e.setWeight(weight)
+	e.down.ent, e.up.ent = e, e
 	return e
 }
 
+// setWeight sets the DRR weight (clamped to 1..64) of both directions.
+func (e *memberEntry) setWeight(w int) {
+	cw := clampWeight(w)
+	e.down.weight.Store(cw)
+	e.up.weight.Store(cw)
+}
+
+func (e *memberEntry) weight() int32 { return e.down.weight.Load() }
+
 // mstate is one member's queue state in one direction's scheduler. All of
-// it is guarded by that scheduler's lock.
+// it is guarded by that scheduler's lock, except the atomics.
+//
+// Field order matters: the scheduler serves hundreds of members in turn,
+// so a packet's cost is mostly cache misses on member and flow state. The
+// first 64 bytes hold everything an enqueue or dequeue reads
+// (TestMemberLayout), so they span at most two cache lines wherever the
+// allocator puts the entry; the counters, only written, follow.
 type mstate struct {
-	ent     *memberEntry
-	next    *mstate // in the scheduler's new or old list
-	list    uint8
-	deficit int32
-	ft      *flowTable // non-nil while on a list (srr only)
+	next  *mstate    // in the scheduler's new or old list
+	ft    *flowTable // non-nil while on a list (srr only)
+	bytes int64      // queued on-wire bytes
+	pkts  int64      // queued packets
+	// rate caps the member in this direction in on-wire bits/s (0 = no
+	// cap), read by the srr scheduler at each turn.
+	rate      atomic.Uint64
+	weight    atomic.Int32 // 1..64, read by the schedulers at each refill
+	deficit   int32
+	flows     flowLists // DRR++ lists over ft
+	list      uint8
+	fatBucket int8   // bit length of bytes; 0 = not indexed (empty)
+	sentBytes uint64 // on-wire bytes handed out
 
-	bytes, pkts int64 // queued, on-wire bytes
+	c memberCounters
 
-	// Rate cap (srr only): a token bucket in on-wire bytes, refilled at
-	// *rate bits/s; a member without tokens is passed over in its turn.
-	rate    *atomic.Uint64
-	tokens  int64
-	tokAt   int64 // ns of the last refill
-	tokInit bool  // the bucket has been filled once
+	ent *memberEntry
 
 	// fattest-member index: doubly linked list of members whose queued
 	// bytes have the same bit length.
 	fatPrev, fatNext *mstate
-	fatBucket        int8 // -1 = not indexed (empty)
 
-	c memberCounters
+	// Rate cap (srr only): a token bucket in on-wire bytes, refilled at
+	// rate bits/s; a member without tokens is passed over in its turn.
+	tokens  int64
+	tokRem  uint64 // bit·ns earned beyond tokens (< one byte)
+	tokAt   int64  // ns of the last refill
+	tokInit bool   // the bucket has been filled once
 }
 
-// memberCounters are the cumulative per-member, per-direction counters.
+// memberCounters are the cumulative per-member, per-direction counters
+// besides sentBytes. Sent packets are the histogram's total.
 type memberCounters struct {
-	sentPkts, sentBytes uint64
-	overflowDrops       uint64
-	codelDrops          uint64
-	marks               uint64
-	hist                [histBuckets]uint64
+	hist          [histBuckets]uint64
+	overflowDrops uint64
+	codelDrops    uint64
+	marks         uint64
+}
+
+// sentPkts returns the packets handed out (each was counted in hist once).
+func (m *mstate) sentPkts() uint64 {
+	var n uint64
+	for _, c := range m.c.hist {
+		n += c
+	}
+	return n
 }
 
 // mlist is a singly linked FIFO of members.
@@ -106,6 +133,18 @@ func (l *mlist) pop() *mstate {
 	return m
 }
 
+// rotate moves the head to the tail (pop then push, in fewer steps).
+func (l *mlist) rotate() {
+	m := l.head
+	if m == l.tail {
+		return
+	}
+	l.head = m.next
+	m.next = nil
+	l.tail.next = m
+	l.tail = m
+}
+
 // fatIndex finds the member with (within a factor of two) the most queued
 // bytes in O(1): members are kept in lists by bit length of their backlog
 // and a bitmap says which lists are non-empty.
@@ -114,19 +153,21 @@ type fatIndex struct {
 	bitmap uint64
 }
 
+// update re-files m after its backlog changed; inlined, so the common case
+// (same bit length) costs a compare.
 func (x *fatIndex) update(m *mstate) {
-	b := int8(-1)
-	if m.bytes > 0 {
-		b = int8(bits.Len64(uint64(m.bytes)))
+	if b := int8(bits.Len64(uint64(m.bytes))); b != m.fatBucket {
+		x.move(m, b)
 	}
-	if b == m.fatBucket {
-		return
-	}
-	if m.fatBucket >= 0 {
+}
+
+// move files m under bucket b (0 = empty, not indexed).
+func (x *fatIndex) move(m *mstate, b int8) {
+	if m.fatBucket != 0 {
 		x.unlink(m)
 	}
 	m.fatBucket = b
-	if b >= 0 {
+	if b != 0 {
 		m.fatPrev = nil
 		m.fatNext = x.heads[b]
 		if m.fatNext != nil {
@@ -169,17 +210,59 @@ const capBurst = 5_000_000 // 5 ms
 // admit refills m's token bucket for rate r (bits/s) at now and reports
 // whether m may send; if not, wait is how long until it may (ns).
 func (m *mstate) admit(r uint64, now int64, quantum int32) (ok bool, wait int64) {
-	bps := int64(r / 8)
-	burst := max(bps*capBurst/1e9, 2*int64(quantum))
+	burst := max(bytesIn(capBurst, r), 2*int64(quantum))
 	if !m.tokInit {
-		m.tokens, m.tokAt, m.tokInit = burst, now, true
+		m.tokens, m.tokAt, m.tokRem, m.tokInit = burst, now, 0, true
 	}
 	if dt := now - m.tokAt; dt > 0 {
-		m.tokens = min(burst, m.tokens+bps*dt/1e9)
 		m.tokAt = now
+		m.tokens, m.tokRem = refill(m.tokens, m.tokRem, burst, dt, r)
 	}
 	if m.tokens > 0 {
 		return true, 0
 	}
-	return false, (-m.tokens + 1) * 1e9 / max(bps, 1)
+	return false, waitFor(1-m.tokens, m.tokRem, r)
+}
+
+// refill adds dt ns at rate bits/s to a bucket of tokens bytes plus rem
+// bit·ns (< 8e9: the part of a byte not yet credited), capped at depth.
+// 128-bit, since bytes/s × ns overflows int64 after 74 s at 1 Gbit/s, and
+// the remainder is kept, since a member whose turns come faster than it
+// earns a byte would otherwise never earn one.
+func refill(tokens int64, rem uint64, depth, dt int64, rate uint64) (int64, uint64) {
+	if tokens >= depth {
+		return depth, 0
+	}
+	hi, lo := bits.Mul64(uint64(dt), rate)
+	lo, c := bits.Add64(lo, rem, 0)
+	hi += c
+	if hi >= 8e9 { // ≥ 2^64 bytes: full
+		return depth, 0
+	}
+	var add uint64
+	if hi == 0 {
+		add, rem = lo/8e9, lo%8e9
+	} else {
+		add, rem = bits.Div64(hi, lo, 8e9)
+	}
+	if add >= uint64(depth-tokens) {
+		return depth, 0
+	}
+	return tokens + int64(add), rem
+}
+
+// waitFor returns the ns until a bucket that lacks need bytes, less rem
+// bit·ns already earned, has them at rate bits/s (rounded up).
+func waitFor(need int64, rem, rate uint64) int64 {
+	hi, lo := bits.Mul64(uint64(need), 8e9)
+	lo, b := bits.Sub64(lo, rem, 0)
+	hi -= b
+	if hi >= rate {
+		return 1 << 62
+	}
+	q, r := bits.Div64(hi, lo, rate)
+	if r != 0 {
+		q++
+	}
+	return int64(min(q, 1<<62))
 }

@@ -90,20 +90,26 @@ func (q *queue) release(i sidx) {
 	q.free = i
 }
 
-// account adds (sign 1) or removes (sign -1) slot i from the member and
-// global backlogs.
-func (q *queue) account(i sidx, sign int64) {
-	s := &q.slots[i]
-	m := s.ms
-	w := s.wire() * sign
+// accountIn adds one packet of w on-wire bytes to m's and the global
+// backlog; accountOut removes one. (One function per direction: each runs
+// once per packet, and the fattest-member index is usually untouched.)
+func (q *queue) accountIn(m *mstate, w int64) {
 	m.bytes += w
-	m.pkts += sign
+	m.pkts++
 	q.bytes += w
-	q.pkts += sign
-	switch {
-	case sign > 0 && m.pkts == 1:
+	q.pkts++
+	if m.pkts == 1 {
 		q.queuedMembers++
-	case sign < 0 && m.pkts == 0:
+	}
+	q.fat.update(m)
+}
+
+func (q *queue) accountOut(m *mstate, w int64) {
+	m.bytes -= w
+	m.pkts--
+	q.bytes -= w
+	q.pkts--
+	if m.pkts == 0 {
 		q.queuedMembers--
 	}
 	q.fat.update(m)
@@ -124,12 +130,13 @@ func (q *queue) enqueue(i sidx, m *mstate, hash uint64, now int64) {
 			q.release(i)
 			return
 		}
-		q.account(i, 1)
+		q.accountIn(m, s.wire())
 		q.linkFIFO(i)
 		return
 	}
-	q.account(i, 1)
-	q.linkSRR(i)
+	w := s.wire()
+	q.accountIn(m, w)
+	q.linkSRR(i, s, w)
 	for q.pkts > q.lim.packets || q.bytes > q.lim.bytes {
 		q.overflowDrop()
 	}
@@ -145,15 +152,15 @@ func (q *queue) linkFIFO(i sidx) {
 	q.fifoTail = i
 }
 
-// linkSRR appends an accounted slot to its member's flow queue, activating
-// flow and member (onto their new lists) as needed.
-func (q *queue) linkSRR(i sidx) {
-	s := &q.slots[i]
+// linkSRR appends accounted slot i (s, w on-wire bytes) to its member's
+// flow queue, activating flow and member (onto their new lists) as needed.
+func (q *queue) linkSRR(i sidx, s *slot, w int64) {
 	m := s.ms
-	if m.ft == nil {
-		m.ft = q.getTable()
-	}
 	ft := m.ft
+	if ft == nil {
+		ft = q.getTable()
+		m.ft = ft
+	}
 	fi := ft.pick(s.hash)
 	f := ft.flow(fi)
 	s.next = 0
@@ -163,24 +170,25 @@ func (q *queue) linkSRR(i sidx) {
 		q.slots[f.tail].next = i
 	}
 	f.tail = i
-	f.bytes += s.wire()
+	f.bytes += w
 	f.pkts++
 	if f.pkts == 1 {
 		q.activeFlows++
 	}
 	if f.list == listNone {
 		f.deficit = q.p.quantum
-		ft.pushNew(fi)
+		m.flows.newq.push(ft, fi, listNew)
 	}
 	if m.list == listNone {
-		m.deficit = q.p.quantum * m.ent.weight.Load()
+		m.deficit = q.p.quantum * m.weight.Load()
 		m.list = listNew
 		q.newM.push(m)
 	}
 }
 
-// popFlow removes the head packet of flow f of member m.
-func (q *queue) popFlow(f *flowQ) sidx {
+// popFlow removes the head packet of flow f and returns it, slot index and
+// slot: the dequeue path hands slot pointers on rather than re-indexing.
+func (q *queue) popFlow(f *flowQ) (sidx, *slot) {
 	i := f.head
 	s := &q.slots[i]
 	f.head = s.next
@@ -188,13 +196,14 @@ func (q *queue) popFlow(f *flowQ) sidx {
 		f.tail = 0
 	}
 	s.next = 0
-	f.bytes -= s.wire()
+	w := s.wire()
+	f.bytes -= w
 	f.pkts--
 	if f.pkts == 0 {
 		q.activeFlows--
 	}
-	q.account(i, -1)
-	return i
+	q.accountOut(s.ms, w)
+	return i, s
 }
 
 // drop discards an unlinked, unaccounted slot.
@@ -219,8 +228,8 @@ func (q *queue) overflowDrop() {
 	threshold := f.bytes / 2
 	var dropped int64
 	for n := 0; n < 64 && f.pkts > 0; n++ {
-		i := q.popFlow(f)
-		dropped += q.slots[i].wire()
+		i, s := q.popFlow(f)
+		dropped += s.wire()
 		q.drop(i, false)
 		if dropped >= threshold {
 			break
@@ -232,29 +241,30 @@ func (q *queue) overflowDrop() {
 // out or swaps its buffer, then calls release), or 0 when nothing is queued.
 // Packets CoDel drops on the way are counted and released here.
 func (q *queue) dequeue(now int64) sidx {
-	var i sidx
+	var (
+		i sidx
+		s *slot
+	)
 	if q.p.fifo {
 		i = q.fifoHead
 		if i == 0 {
 			return 0
 		}
-		q.fifoHead = q.slots[i].next
+		s = &q.slots[i]
+		q.fifoHead = s.next
 		if q.fifoHead == 0 {
 			q.fifoTail = 0
 		}
-		q.slots[i].next = 0
-		q.account(i, -1)
+		s.next = 0
+		q.accountOut(s.ms, s.wire())
 	} else {
-		i = q.dequeueSRR(now)
-		if i == 0 {
+		if i, s = q.dequeueSRR(now); i == 0 {
 			return 0
 		}
 	}
-	s := &q.slots[i]
 	m := s.ms
 	w := uint64(s.wire())
-	m.c.sentPkts++
-	m.c.sentBytes += w
+	m.sentBytes += w
 	m.c.hist[histBucket(now-s.t)]++
 	q.c.sentPkts++
 	q.c.sentBytes += w
@@ -265,25 +275,32 @@ func (q *queue) dequeue(now int64) sidx {
 // over its flows. RFC 8290 §4.2: a member (flow) that empties while on the
 // new list goes to the tail of the old list if that is non-empty, so a
 // stream of sparse arrivals cannot starve the old list.
-func (q *queue) dequeueSRR(now int64) sidx {
+func (q *queue) dequeueSRR(now int64) (sidx, *slot) {
 	q.throttleWait = 0
 	passed := 0 // capped members passed over in this call
 	var minWait int64
 	for {
-		fromNew := q.newM.head != nil
-		var m *mstate
-		if fromNew {
-			m = q.newM.head
-		} else if m = q.oldM.head; m == nil {
-			return 0
+		m := q.newM.head
+		fromNew := m != nil
+		if !fromNew {
+			if m = q.oldM.head; m == nil {
+				return 0, nil
+			}
 		}
 		if m.deficit <= 0 {
-			m.deficit += q.p.quantum * m.ent.weight.Load()
-			q.popMember(fromNew)
-			m.list = listOld
-			q.oldM.push(m)
+			// Spent: to the old tail (toOldTail, written out, as with a
+			// one-packet quantum this runs for every packet).
+			m.deficit += q.p.quantum * m.weight.Load()
+			if fromNew {
+				q.newM.pop()
+				m.list = listOld
+				q.oldM.push(m)
+			} else {
+				q.oldM.rotate()
+			}
 			continue
 		}
+		// Members without a cap (the common case) skip the bucket.
 		r := m.rate.Load()
 		if r > 0 {
 			if ok, wait := m.admit(r, now, q.p.quantum); !ok {
@@ -293,15 +310,13 @@ func (q *queue) dequeueSRR(now int64) sidx {
 				}
 				if passed++; passed >= q.queuedMembers {
 					q.throttleWait = max(minWait, 1)
-					return 0
+					return 0, nil
 				}
-				q.popMember(fromNew)
-				m.list = listOld
-				q.oldM.push(m)
+				q.toOldTail(m, fromNew)
 				continue
 			}
 		}
-		i := q.dequeueMember(m, now)
+		i, s := q.dequeueMember(m, now)
 		if i == 0 {
 			q.popMember(fromNew)
 			if fromNew && q.oldM.head != nil {
@@ -314,13 +329,25 @@ func (q *queue) dequeueSRR(now int64) sidx {
 			}
 			continue
 		}
-		w := q.slots[i].wire()
+		w := s.wire()
 		m.deficit -= int32(w)
 		if r > 0 {
 			m.tokens -= w
 		}
-		return i
+		return i, s
 	}
+}
+
+// toOldTail moves m, the head of the new list (fromNew) or of the old
+// list, to the tail of the old list.
+func (q *queue) toOldTail(m *mstate, fromNew bool) {
+	if !fromNew {
+		q.oldM.rotate()
+		return
+	}
+	q.newM.pop()
+	m.list = listOld
+	q.oldM.push(m)
 }
 
 func (q *queue) popMember(fromNew bool) {
@@ -332,48 +359,64 @@ func (q *queue) popMember(fromNew bool) {
 }
 
 // dequeueMember is DRR++ over m's flows, with CoDel on the chosen flow.
-func (q *queue) dequeueMember(m *mstate, now int64) sidx {
-	ft := m.ft
+func (q *queue) dequeueMember(m *mstate, now int64) (sidx, *slot) {
+	ft, l := m.ft, &m.flows
 	for {
-		fromNew := ft.newHead != 0
-		fi := ft.newHead
+		fromNew := l.newq.head != 0
+		fl := &l.newq
 		if !fromNew {
-			if fi = ft.oldHead; fi == 0 {
-				return 0
+			if fl = &l.oldq; fl.head == 0 {
+				return 0, nil
 			}
 		}
+		fi := fl.head
 		f := ft.flow(fi)
-		if f.deficit <= 0 {
+		if fl.spent || f.deficit <= 0 {
 			f.deficit += q.p.quantum
-			ft.popHead(fromNew)
-			ft.pushOld(fi)
+			if fromNew {
+				l.newq.pop(ft)
+				l.oldq.push(ft, fi, listOld)
+			} else {
+				l.oldq.rotate(ft)
+			}
 			continue
 		}
-		i := q.codelDequeue(f, now)
+		i, s := q.codelDequeue(f, now)
 		if i == 0 {
-			ft.popHead(fromNew)
-			if fromNew && ft.oldHead != 0 {
-				ft.pushOld(fi)
+			fl.pop(ft)
+			if fromNew && l.oldq.head != 0 {
+				l.oldq.push(ft, fi, listOld)
 			} else {
 				f.list = listNone
 			}
 			continue
 		}
-		f.deficit -= int32(q.slots[i].wire())
-		return i
+		f.deficit -= int32(s.wire())
+		fl.spent = f.deficit <= 0
+		return i, s
 	}
 }
 
 // codelDequeue is Linux's codel_dequeue on one flow queue, marking CE on
-// ECN-capable packets instead of dropping when ECN is on.
-func (q *queue) codelDequeue(f *flowQ, now int64) sidx {
+// ECN-capable packets instead of dropping when ECN is on. It returns the
+// packet to send, index and slot, or 0 when the queue is (or was dropped)
+// empty.
+func (q *queue) codelDequeue(f *flowQ, now int64) (sidx, *slot) {
 	if f.pkts == 0 {
 		f.cd.dropping = false
-		return 0
+		return 0, nil
 	}
-	i := q.popFlow(f)
+	i, s := q.popFlow(f)
 	c := &f.cd
-	drop := c.shouldDrop(now-q.slots[i].t, f.bytes, now, q.p)
+	sojourn := now - s.t
+	if !c.dropping && (sojourn < q.p.target || f.bytes <= int64(q.p.mtu)+TunnelOverhead) {
+		// The common case, short of shouldDrop and the switch below: the
+		// packet is not droppable (firstAbove resets) and CoDel is not in
+		// its dropping state, so nothing else changes.
+		c.firstAbove = 0
+		return i, s
+	}
+	drop := c.shouldDrop(sojourn, f.bytes, now, q.p)
 	switch {
 	case c.dropping && !drop:
 		c.dropping = false
@@ -382,14 +425,14 @@ func (q *queue) codelDequeue(f *flowQ, now int64) sidx {
 			c.count++
 			if q.mark(i) {
 				c.dropNext = controlLaw(c.dropNext, q.p.interval, c.count)
-				return i
+				return i, &q.slots[i]
 			}
 			q.drop(i, true)
 			if f.pkts == 0 {
 				c.dropping = false
-				return 0
+				return 0, nil
 			}
-			i = q.popFlow(f)
+			i, _ = q.popFlow(f)
 			if !c.shouldDrop(now-q.slots[i].t, f.bytes, now, q.p) {
 				c.dropping = false
 			} else {
@@ -402,7 +445,7 @@ func (q *queue) codelDequeue(f *flowQ, now int64) sidx {
 			if f.pkts == 0 {
 				i = 0
 			} else {
-				i = q.popFlow(f)
+				i, _ = q.popFlow(f)
 				c.shouldDrop(now-q.slots[i].t, f.bytes, now, q.p)
 			}
 		}
@@ -415,10 +458,14 @@ func (q *queue) codelDequeue(f *flowQ, now int64) sidx {
 		c.lastCount = c.count
 		c.dropNext = controlLaw(now, q.p.interval, c.count)
 	}
-	return i
+	if i == 0 {
+		return 0, nil
+	}
+	return i, &q.slots[i]
 }
 
-// mark sets CE on slot i if ECN is enabled and the packet is ECN-capable.
+// mark sets CE on slot i if ECN is enabled and the packet is ECN-capable,
+// and reports whether it now carries CE (an already-CE packet counts).
 func (q *queue) mark(i sidx) bool {
 	if !q.p.ecn || !markCE(q.slots[i].pkt()) {
 		return false
@@ -456,8 +503,9 @@ func (q *queue) setParams(p *params, lim limits) {
 		i := q.fifoHead
 		q.fifoHead, q.fifoTail = 0, 0
 		for i != 0 {
-			next := q.slots[i].next
-			q.linkSRR(i)
+			s := &q.slots[i]
+			next := s.next
+			q.linkSRR(i, s, s.wire())
 			i = next
 		}
 	case !wasFIFO && p.fifo:
@@ -466,6 +514,7 @@ func (q *queue) setParams(p *params, lim limits) {
 			for l.head != nil {
 				m := l.pop()
 				m.list = listNone
+				m.flows = flowLists{}
 				for fi := range m.ft.flows {
 					f := &m.ft.flows[fi]
 					for f.pkts > 0 {

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestQueueEqualShareTwoMembers(t *testing.T) {
 
 func TestQueueWeights(t *testing.T) {
 	tq := newTestQueue(t, Config{}, 2)
-	tq.ms[1].weight.Store(3)
+	tq.ms[1].setWeight(3)
 	for range 400 {
 		tq.push(0, 0, 1400, 0)
 		tq.push(1, 0, 1400, 0)
@@ -157,11 +158,6 @@ func TestFatIndexFindsFattest(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 2000 {
 		m := &ms[rng.IntN(len(ms))]
-		if round == 0 {
-			for i := range ms {
-				ms[i].fatBucket = -1
-			}
-		}
 		m.bytes = max(0, m.bytes+int64(rng.IntN(20000)-9000))
 		x.update(m)
 		var best int64
@@ -207,24 +203,85 @@ func TestFlowTableSetAssociative(t *testing.T) {
 	}
 }
 
+// flist against a slice: random pushes, pops and rotations keep the same
+// order, and its cached second queue is always the head's successor.
+func TestFlistMatchesSlice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ft flowTable
+	var l flist
+	var ref []int8
+	onList := map[int8]bool{}
+	for step := range 20000 {
+		switch op := rng.IntN(3); {
+		case op == 0 && len(ref) < flowsPerMember:
+			fi := int8(1 + rng.IntN(flowsPerMember))
+			if onList[fi] {
+				continue
+			}
+			l.push(&ft, fi, listOld)
+			ref = append(ref, fi)
+			onList[fi] = true
+		case op == 1 && len(ref) > 0:
+			if got := l.pop(&ft); got != ref[0] {
+				t.Fatalf("step %d: pop %d, want %d", step, got, ref[0])
+			}
+			delete(onList, ref[0])
+			ref = ref[1:]
+		case op == 2 && len(ref) > 0:
+			l.spent = true
+			l.rotate(&ft)
+			ref = append(ref[1:], ref[0])
+		}
+		var want flist
+		if len(ref) > 0 {
+			want.head, want.tail = ref[0], ref[len(ref)-1]
+		}
+		if len(ref) > 1 {
+			want.second = ref[1]
+		}
+		if l.head != want.head || l.tail != want.tail || l.second != want.second || l.spent {
+			t.Fatalf("step %d: list %+v, want %+v (%v)", step, l, want, ref)
+		}
+		for k, fi := 0, l.head; fi != 0; k, fi = k+1, ft.flow(fi).next {
+			if k >= len(ref) || ref[k] != fi {
+				t.Fatalf("step %d: links disagree with %v at %d", step, ref, k)
+			}
+		}
+	}
+}
+
 // One flow with a standing queue: CoDel drops non-ECT packets and marks
-// ECT ones, and the sojourn histogram sees the delay.
+// ECT ones, and the sojourn histogram sees the delay. Already-CE packets
+// count as marked and are delivered, as Linux's INET_ECN_set_ce reports
+// them marked (a CE packet has been congestion-signalled already).
 func TestQueueCoDel(t *testing.T) {
+	m6 := netip.MustParseAddr("fd00::1")
+	s6 := netip.MustParseAddr("2001:db8::1")
 	for _, tc := range []struct {
 		name      string
+		v6        bool
 		tos       byte
 		ecnOff    bool
 		wantMarks bool
 	}{
-		{"not-ect drops", 0, false, false},
-		{"ect0 marks", 2, false, true},
-		{"ect1 marks", 1, false, true},
-		{"ce drops", 3, false, false},
-		{"ecn disabled drops", 2, true, false},
+		{"not-ect drops", false, 0, false, false},
+		{"ect0 marks", false, 2, false, true},
+		{"ect1 marks", false, 1, false, true},
+		{"ce marks", false, 3, false, true},
+		{"ecn disabled drops", false, 2, true, false},
+		{"ecn disabled ce drops", false, 3, true, false},
+		{"ipv6 not-ect drops", true, 0, false, false},
+		{"ipv6 ect0 marks", true, 2, false, true},
+		{"ipv6 ect1 marks", true, 1, false, true},
+		{"ipv6 ce marks", true, 3, false, true},
+		{"ipv6 ecn disabled ce drops", true, 3, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tq := newTestQueue(t, Config{DisableECN: tc.ecnOff}, 1)
 			pkt := ipv4Packet(serverAddr, memberAddr(0), protoTCP, 80, 1000, 1400, tc.tos)
+			if tc.v6 {
+				pkt = ipv6Packet(s6, m6, protoTCP, 80, 1000, 1400, tc.tos)
+			}
 			// Arrivals at twice the service rate: 1 packet per 60 µs in,
 			// served 1 per 120 µs (≈ 100 Mbit/s) for 2 s.
 			var now int64
@@ -429,7 +486,7 @@ func TestQueueMatchesReferenceDRR(t *testing.T) {
 		}
 		tq := newTestQueue(t, Config{LimitPackets: 1 << 20, LimitBytes: 1 << 30}, members)
 		for i, w := range weights {
-			tq.ms[i].weight.Store(int32(w))
+			tq.ms[i].setWeight(w)
 		}
 		quantum := int(tq.p.quantum)
 		ref := newRefDRR(quantum, weights)

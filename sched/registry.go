@@ -55,7 +55,7 @@ func (r *registry) upsert(id uint32, addrs []netip.Addr, weight int) error {
 		e = newMemberEntry(id, weight)
 		r.byID[id] = e
 	} else {
-		e.weight.Store(clampWeight(weight))
+		e.setWeight(weight)
 		for _, k := range e.addrs {
 			if r.byAddr[k] == e {
 				delete(r.byAddr, k)
@@ -150,7 +150,7 @@ func (d *Device) UpsertMember(id uint32, addrs []netip.Addr, weight int) error {
 // at down and up bits/s of on-wire bytes; 0 removes a cap. It reports
 // whether id is registered. Caps are enforced by the srr discipline (a
 // capped member without tokens is passed over in its turn, so others get
-// the capacity); fifo ignores them. Clamped to at least 64 kbit/s.
+// the capacity); fifo ignores them. Clamped to 64 kbit/s–400 Gbit/s.
 func (d *Device) SetMemberRate(id uint32, down, up uint64) bool {
 	e := d.reg.get(id)
 	if e == nil || id == UnknownMember {
@@ -160,10 +160,10 @@ func (d *Device) SetMemberRate(id uint32, down, up uint64) bool {
 		if r == 0 {
 			return 0
 		}
-		return max(r, minRate)
+		return clampInt(r, minRate, maxRate)
 	}
-	e.rateDown.Store(clamp(down))
-	if old := e.rateUp.Swap(clamp(up)); (old == 0) != (up == 0) {
+	e.down.rate.Store(clamp(down))
+	if old := e.up.rate.Swap(clamp(up)); (old == 0) != (up == 0) {
 		if up == 0 {
 			d.upCapped.Add(-1)
 		} else {
@@ -179,7 +179,7 @@ func (d *Device) SetMemberRate(id uint32, down, up uint64) bool {
 // Packets it has queued still drain; new ones for its addresses go to the
 // unknown class.
 func (d *Device) RemoveMember(id uint32) bool {
-	if e := d.reg.get(id); e != nil && id != UnknownMember && e.rateUp.Swap(0) != 0 {
+	if e := d.reg.get(id); e != nil && id != UnknownMember && e.up.rate.Swap(0) != 0 {
 		d.upCapped.Add(-1)
 	}
 	return d.reg.remove(id)

@@ -61,7 +61,7 @@ func TestRegistry(t *testing.T) {
 	if err := r.upsert(1, []netip.Addr{v6}, 2); err != nil {
 		t.Fatal(err)
 	}
-	if look(v4) != UnknownMember || look(v6) != 1 || r.get(1).weight.Load() != 2 {
+	if look(v4) != UnknownMember || look(v6) != 1 || r.get(1).weight() != 2 {
 		t.Fatal("readdress of member 1 wrong")
 	}
 	if !r.remove(1) || look(v6) != UnknownMember || r.get(1) != nil || r.remove(1) {

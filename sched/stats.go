@@ -108,8 +108,8 @@ func (m *mstate) stats() MemberDirStats {
 	return MemberDirStats{
 		QueuedBytes:   m.bytes,
 		QueuedPackets: m.pkts,
-		SentPackets:   m.c.sentPkts,
-		SentBytes:     m.c.sentBytes,
+		SentPackets:   m.sentPkts(),
+		SentBytes:     m.sentBytes,
 		OverflowDrops: m.c.overflowDrops,
 		CoDelDrops:    m.c.codelDrops,
 		CEMarks:       m.c.marks,
@@ -148,7 +148,7 @@ func (d *Device) MemberStats(id uint32) (MemberStats, bool) {
 	if e == nil {
 		return MemberStats{}, false
 	}
-	ms := MemberStats{Weight: int(e.weight.Load())}
+	ms := MemberStats{Weight: int(e.weight())}
 	d.downMu.Lock()
 	ms.Down = e.down.stats()
 	d.downMu.Unlock()
@@ -178,7 +178,7 @@ func (d *Device) ForEachMember(fn func(id uint32, st MemberStats)) {
 		d.upMu.Lock()
 		for i, e := range chunk {
 			buf[i].Up = e.up.stats()
-			buf[i].Weight = int(e.weight.Load())
+			buf[i].Weight = int(e.weight())
 		}
 		d.upMu.Unlock()
 		for i, e := range chunk {
