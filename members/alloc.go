@@ -82,6 +82,9 @@ type allocator struct {
 	freed      map[uint32]time.Time
 	quarantine time.Duration
 	next       uint32
+	// lastReused: the slot the last successful take or claim handed out
+	// had been freed before (its address had another owner).
+	lastReused bool
 }
 
 func newAllocator(p plan, quarantine time.Duration) *allocator {
@@ -103,6 +106,7 @@ func (a *allocator) take(now time.Time) (uint32, bool) {
 		if a.used[i] {
 			continue
 		}
+		_, a.lastReused = a.freed[i]
 		if t, ok := a.freed[i]; ok {
 			if now.Sub(t) < a.quarantine {
 				continue
@@ -123,6 +127,7 @@ func (a *allocator) claim(i uint32, now time.Time) bool {
 	if t, ok := a.freed[i]; ok && now.Sub(t) < a.quarantine {
 		return false
 	}
+	_, a.lastReused = a.freed[i]
 	delete(a.freed, i)
 	a.used[i] = true
 	return true

@@ -42,6 +42,10 @@ type Member struct {
 	// Index is the member's slot in the prefixes: IPv4 and IPv6 are the
 	// prefix base plus Index.
 	Index uint32 `json:"index"`
+	// ReusedAddress is set on a member just added whose addresses had an
+	// earlier owner (after the quarantine): its tracked flows must go.
+	// Never stored.
+	ReusedAddress bool `json:"-"`
 }
 
 // Errors callers act on; the control API maps each to an error code.

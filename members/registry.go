@@ -323,6 +323,7 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 	m.Index = i
 	m.IPv4, m.IPv6 = r.alloc.plan.addrs(m.Index)
 	m.ID = m.Index
+	m.ReusedAddress = r.alloc.lastReused
 	return m, nil
 }
 

@@ -76,7 +76,15 @@ func (b backend) AddMembers(_ context.Context, req control.AddMembersRequest) ([
 	if err != nil {
 		return nil, err
 	}
-	n.cutMembers(ms) // a reused address starts with no tracked flows
+	var reused []members.Member
+	for _, m := range ms {
+		if m.ReusedAddress {
+			reused = append(reused, m)
+		}
+	}
+	// A reused address starts with no tracked flows: flushed now, before
+	// the member is in the device (never later, when its own flows exist).
+	n.cut(prefixesOf(reused))
 	if err := n.plane.Add(ms); err != nil {
 		refs := make([]string, len(ms))
 		for i, m := range ms {

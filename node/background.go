@@ -41,6 +41,11 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		n.routineService(ctx) // systemd.go: STATUS, endpoints, watchdog
 	}()
 	n.startSampler(ctx, wg) // metrics.go: the load report
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.routineCut(ctx) // conntrack.go: revoked members' flows
+	}()
 }
 
 func (n *Node) statusLine() string {

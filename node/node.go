@@ -103,8 +103,11 @@ type Node struct {
 	health *service.Health // watchdog's view of the data path
 
 	// flushCT deletes conntrack entries whose original source is in one of
-	// the prefixes (nat.FlushConntrack in the node's namespace).
+	// the prefixes (nat.FlushConntrack in the node's namespace); cutCh
+	// queues prefixes for routineCut while the node runs (conntrack.go).
 	flushCT func(ps ...netip.Prefix) (int, error)
+	cutCh   chan []netip.Prefix
+	cutting atomic.Bool // routineCut runs
 }
 
 // natTable is exitd's nftables table as the node drives it; *nat.Manager
@@ -141,6 +144,7 @@ func New(opts Options) *Node {
 	}
 	n.cfg.Store(opts.Config)
 	n.flushCT = func(ps ...netip.Prefix) (int, error) { return nat.FlushConntrack(0, ps...) }
+	n.cutCh = make(chan []netip.Prefix, 256)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

@@ -299,9 +299,10 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Revocation is immediate: the member's flows are gone from
-		// conntrack, not left to their (5-day TCP) timeouts.
-		if c := conntrackFrom(t, l.Exit, alice.Addr4); c != 0 {
-			t.Fatalf("%d conntrack entries from the disabled member survive", c)
+		// conntrack (flushed within cutCoalesce), not left to their
+		// (5-day TCP) timeouts.
+		if err := netlab.WaitFor(ctx, 3*time.Second, func() bool { return conntrackFrom(t, l.Exit, alice.Addr4) == 0 }); err != nil {
+			t.Fatalf("%d conntrack entries from the disabled member survive", conntrackFrom(t, l.Exit, alice.Addr4))
 		}
 		if devicePeers(t, n)[key] {
 			t.Fatal("disabled member still in the device")
@@ -343,8 +344,8 @@ func TestMembersDisabledRemovedQuarantine(t *testing.T) {
 		if _, err := n.Exitctl(ctx, "member", "remove", "quara"); err != nil {
 			t.Fatal(err)
 		}
-		if c := conntrackFrom(t, l.Exit, alice.Addr4); c != 0 {
-			t.Fatalf("%d conntrack entries from the removed member survive", c)
+		if err := netlab.WaitFor(ctx, 3*time.Second, func() bool { return conntrackFrom(t, l.Exit, alice.Addr4) == 0 }); err != nil {
+			t.Fatalf("%d conntrack entries from the removed member survive", conntrackFrom(t, l.Exit, alice.Addr4))
 		}
 		cannotReach(t, alice.NS)
 		_, err := n.Exitctl(ctx, "member", "add", "--label", "frank")
