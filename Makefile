@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -buildid= -X main.version=$(VERSION)
 BIN      := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-short demo bench bench-go bench-fairness bench-members lint fmt clean deps
+.PHONY: all build test test-short demo bench bench-go bench-fairness bench-members lint fmt clean deps fuzz
 
 all: build
 
@@ -20,9 +20,10 @@ build:
 # Installs what the lab needs on Debian (no-op when present).
 deps:
 	@command -v wireguard-go >/dev/null && command -v wg >/dev/null && command -v nft >/dev/null && \
-	 command -v iperf3 >/dev/null && command -v curl >/dev/null && command -v ping >/dev/null && command -v tc >/dev/null || \
+	 command -v iperf3 >/dev/null && command -v curl >/dev/null && command -v ping >/dev/null && command -v tc >/dev/null && \
+	 command -v dig >/dev/null || \
 	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	   wireguard-go wireguard-tools nftables iproute2 iperf3 curl iputils-ping ethtool >/dev/null)
+	   wireguard-go wireguard-tools nftables iproute2 iperf3 curl iputils-ping ethtool dnsutils >/dev/null)
 
 # The packages that reconfigure during traffic run a second time under the
 # race detector.
@@ -31,6 +32,19 @@ RACE_PKGS := ./node/ ./dataplane/ ./sched/ ./control/ ./socks/ ./dns/
 test: build
 	EXITD_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 80m ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(MAKE) fuzz
+
+# Every fuzz target (parsers of packets, DNS and SOCKS messages, config,
+# keys, API bodies, wg-quick files) runs for FUZZTIME beyond its corpus.
+FUZZTIME ?= 4s
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    echo "fuzz ./$$(dirname $$f) $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) >/tmp/exitd-fuzz.log 2>&1 || \
+	      { cat /tmp/exitd-fuzz.log; exit 1; }; \
+	  done; \
+	done
 
 test-short:
 	$(GO) test -short ./...
@@ -46,6 +60,25 @@ bench-fairness: deps build
 
 bench-members: deps build
 	$(BIN)/exitlab members-bench --out bench-results
+
+# SOCKS5: exitd's proxy vs Debian's Dante 1.4.2 (installed when missing).
+.PHONY: bench-socks
+bench-socks: deps build
+	@command -v danted >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dante-server >/dev/null)
+	$(BIN)/exitlab socks-bench --out bench-results
+
+# DNS: exitd's resolver vs Debian's unbound 1.17 with dnsperf 2.10 (installed when missing).
+.PHONY: bench-dns
+bench-dns: deps build
+	@command -v unbound >/dev/null && command -v dnsperf >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unbound dnsperf >/dev/null)
+	$(BIN)/exitlab dns-bench --out bench-results
+
+# Handshake flood (20k/50k/100k initiations/s) against a member's download.
+.PHONY: bench-flood
+bench-flood: deps build
+	$(BIN)/exitlab flood-bench --out bench-results
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./sched/ ./members/

@@ -49,6 +49,9 @@ var subcommands = []func(*binFlags, io.Writer) *cobra.Command{
 	newBenchCmd,
 	newFairnessCmd,
 	newMembersBenchCmd,
+	newDNSBenchCmd,
+	newSocksBenchCmd,
+	newFloodBenchCmd,
 }
 
 func newRootCmd(stdout io.Writer) *cobra.Command {
