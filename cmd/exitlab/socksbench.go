@@ -15,9 +15,10 @@ package main
 // It prints START and END around the measurement window; the parent reads
 // the proxy's CPU, RSS and PSS from /proc at those marks (Dante: summed over
 // its process tree, found through PPid) and answers "go" so the sessions stay
-// open while it reads. Every child is started through netlab (its process
-// group is stopped, and the namespace's stragglers killed, by Lab.Close, also
-// on Ctrl-C); Dante's children are also killed by PID after each run.
+// open while it reads. Every child is made by NS.Command and started in
+// its own session (see sbProc); it is stopped by its process group after
+// each run and on any error or Ctrl-C, Dante's children also by PID, and
+// Lab.Close kills whatever is left in the namespace before deleting it.
 
 import (
 	"bufio"
