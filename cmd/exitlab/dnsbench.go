@@ -1287,19 +1287,12 @@ func dnsbServe(ctx context.Context, out io.Writer, listen netip.AddrPort, upstre
 	if err != nil {
 		return err
 	}
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			srv.Close()
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			srv.Close()
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		srv.Close()
+		return err
 	}
+	defer stopProfile()
 	for {
 		select {
 		case <-usr1:

@@ -1283,19 +1283,12 @@ func sbServe(ctx context.Context, listen netip.AddrPort, maxSessions int, rate f
 	if err != nil {
 		return err
 	}
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			l.Close()
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(profile)
+	if err != nil {
+		l.Close()
+		return err
 	}
+	defer stopProfile()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l, lc) }()
 	select {
