@@ -12,4 +12,9 @@ const (
 	// rates and member rate caps (64 kbit/s to 400 Gbit/s).
 	MinRate = 64_000
 	MaxRate = 400_000_000_000
+	// MinConns and MaxConns bound a member's connection quota (tracked
+	// connections per family): below MinConns ordinary browsing fails,
+	// above MaxConns it would not protect a 1M-entry conntrack table.
+	MinConns = 64
+	MaxConns = 1_000_000
 )

@@ -36,6 +36,9 @@ type Member struct {
 	// member) and upload, in bits/s; 0 = no cap.
 	EgressLimit  uint64 `json:"egress_limit,omitempty"`
 	IngressLimit uint64 `json:"ingress_limit,omitempty"`
+	// MaxConns overrides the node's connection quota for this member
+	// (tracked connections per family); 0 = the node's default.
+	MaxConns int `json:"max_conns,omitempty"`
 	// Disabled members keep their entry and addresses but are not in the
 	// device: they cannot connect.
 	Disabled bool `json:"disabled,omitempty"`
@@ -101,8 +104,12 @@ func (m Member) Prefixes() []netip.Prefix {
 // MaxLimit bounds rate caps (400 Gbit/s, like the scheduler's rates).
 const MaxLimit = bounds.MaxRate
 
-// checkPolicy validates weight and rate caps.
-func checkPolicy(weight int, egress, ingress uint64) error {
+// checkPolicy validates weight, rate caps and the connection quota.
+func checkPolicy(weight int, egress, ingress uint64, maxConns int) error {
+	if maxConns != 0 && (maxConns < bounds.MinConns || maxConns > bounds.MaxConns) {
+		return fmt.Errorf("%w: connection quota must be %d-%d (0 = the node's default), got %d",
+			ErrInvalidPolicy, bounds.MinConns, bounds.MaxConns, maxConns)
+	}
 	if weight < 0 || weight > MaxWeight {
 		return fmt.Errorf("%w: weight must be 0-%d, got %d", ErrInvalidPolicy, MaxWeight, weight)
 	}

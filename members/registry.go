@@ -195,7 +195,9 @@ type AddRequest struct {
 	Weight    int
 	// EgressLimit and IngressLimit are rate caps in bits/s (0 = none).
 	EgressLimit, IngressLimit uint64
-	Disabled                  bool
+	// MaxConns is the member's connection quota (0 = the node's default).
+	MaxConns int
+	Disabled bool
 }
 
 // Add registers a member, allocating its addresses, and returns it once the
@@ -293,12 +295,12 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 	if _, ok := r.byLabel[req.Label]; ok {
 		return Member{}, fmt.Errorf("%w: label %q is taken", ErrDuplicate, req.Label)
 	}
-	if err := checkPolicy(req.Weight, req.EgressLimit, req.IngressLimit); err != nil {
+	if err := checkPolicy(req.Weight, req.EgressLimit, req.IngressLimit, req.MaxConns); err != nil {
 		return Member{}, err
 	}
 	m := Member{
 		Label: req.Label, Created: now.UTC().Truncate(time.Second), Weight: normWeight(req.Weight),
-		EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
+		EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, MaxConns: req.MaxConns, Disabled: req.Disabled,
 	}
 	if req.PublicKey != nil {
 		if req.PublicKey.IsZero() {
@@ -421,6 +423,7 @@ func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
 type Change struct {
 	Weight                    *int
 	EgressLimit, IngressLimit *uint64
+	MaxConns                  *int
 	Disabled                  *bool
 }
 
@@ -443,10 +446,13 @@ func (r *Registry) Update(ref string, c Change) (before, after Member, err error
 	if c.IngressLimit != nil {
 		after.IngressLimit = *c.IngressLimit
 	}
+	if c.MaxConns != nil {
+		after.MaxConns = *c.MaxConns
+	}
 	if c.Disabled != nil {
 		after.Disabled = *c.Disabled
 	}
-	if err := checkPolicy(after.Weight, after.EgressLimit, after.IngressLimit); err != nil {
+	if err := checkPolicy(after.Weight, after.EgressLimit, after.IngressLimit, after.MaxConns); err != nil {
 		return Member{}, Member{}, err
 	}
 	v, err := encode(&after)

@@ -214,3 +214,36 @@ func BenchmarkAddBatch20k(b *testing.B) {
 		r.Close()
 	}
 }
+
+func TestUpdateMaxConns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	c := newClock()
+	r := open(t, path, c, "10.99.0.0/16", "")
+	if _, err := r.Add(AddRequest{Label: "alice", MaxConns: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add(AddRequest{Label: "bob", MaxConns: 10}); !errors.Is(err, ErrInvalidPolicy) {
+		t.Fatalf("add with quota 10: %v, want ErrInvalidPolicy", err)
+	}
+	for _, bad := range []int{-1, 63, 1_000_001} {
+		if _, _, err := r.Update("alice", Change{MaxConns: ptr(bad)}); !errors.Is(err, ErrInvalidPolicy) {
+			t.Fatalf("quota %d: %v, want ErrInvalidPolicy", bad, err)
+		}
+	}
+	before, after, err := r.Update("alice", Change{MaxConns: ptr(50_000)})
+	if err != nil || before.MaxConns != 2000 || after.MaxConns != 50_000 {
+		t.Fatalf("before %+v after %+v err %v", before, after, err)
+	}
+	// Other changes keep it; 0 returns to the node's default.
+	if _, after, err = r.Update("alice", Change{Weight: ptr(3)}); err != nil || after.MaxConns != 50_000 {
+		t.Fatalf("%+v %v", after, err)
+	}
+	r.Close()
+	r2 := open(t, path, c, "10.99.0.0/16", "")
+	if got, err := r2.Get("alice"); err != nil || got.MaxConns != 50_000 {
+		t.Fatalf("after reopen %+v %v", got, err)
+	}
+	if _, after, err = r2.Update("alice", Change{MaxConns: ptr(0)}); err != nil || after.MaxConns != 0 {
+		t.Fatalf("%+v %v", after, err)
+	}
+}
