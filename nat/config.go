@@ -84,6 +84,9 @@ type Config struct {
 	// WANPrefixes), for an operator who wants a neighbour reachable. It may
 	// not open loopback or the member prefixes.
 	Allow []netip.Prefix
+	// Limits are the per-member connection quotas and new-connection rate
+	// limits (quota.go); the zero value is off.
+	Limits ConnLimits
 	// Layout is where the NAT chains live: LayoutAuto (the zero value)
 	// probes the kernel, LayoutInet insists on the inet table, LayoutSplit
 	// forces the ip + ip6 fallback.
@@ -177,6 +180,9 @@ func (c Config) validate() error {
 		}
 	default:
 		return fmt.Errorf("unknown mode %d", int(c.Mode))
+	}
+	if err := c.Limits.validate(c.Member4, c.Member6); err != nil {
+		return err
 	}
 	if c.Layout < LayoutAuto || c.Layout > LayoutSplit {
 		return fmt.Errorf("unknown table layout %d", int(c.Layout))

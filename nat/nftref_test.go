@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -99,6 +100,17 @@ func testCases() []testCase {
 	splitSNAT := snat
 	splitSNAT.Layout = LayoutSplit
 	splitSNAT.Table = "exitd_split"
+
+	quotas := base
+	quotas.Table = "exitd_quotas"
+	quotas.Limits = ConnLimits{Quota: 4096, Rate: 500, Burst: 2000, Overrides: []MemberQuota{
+		{Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.9"), netip.MustParseAddr("fd8a:e2d1:5a3c::9")}, Max: 100},
+		{Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.7")}, Max: 50000},
+		{Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.5")}, Max: 100},
+	}}
+	overridesOnly := open4
+	overridesOnly.Table = "exitd_overrides"
+	overridesOnly.Limits = ConnLimits{Overrides: []MemberQuota{{Addrs: []netip.Addr{netip.MustParseAddr("10.9.16.5")}, Max: 64}}}
 	return []testCase{
 		{"masquerade", base},
 		{"snat", snat},
@@ -107,6 +119,8 @@ func testCases() []testCase {
 		{"services", services},
 		{"split", split},
 		{"split_snat", splitSNAT},
+		{"quotas", quotas},
+		{"quota_overrides_only", overridesOnly},
 	}
 }
 
@@ -128,7 +142,7 @@ func nftCommands(cfg Config) []string {
 			add("add table %s %s_nat", family, cfg.table())
 		}
 	}
-	for _, c := range []string{"spoof_drop", "leak_drop", "member_isolation_drop", "gw_input_drop", "fwd_policy_drop"} {
+	for _, c := range []string{"spoof_drop", "leak_drop", "member_isolation_drop", "gw_input_drop", "fwd_policy_drop", "conn_quota_drop", "conn_rate_drop"} {
 		add("add counter %s %s", tbl, c)
 	}
 	// auto-merge lets nft itself merge the overlapping built-in and extra
@@ -173,6 +187,15 @@ func nftCommands(cfg Config) []string {
 
 	tun := fmt.Sprintf("iifname %q", cfg.Tun)
 	toTun := fmt.Sprintf("oifname %q", cfg.Tun)
+	var quotaRules []string
+	for _, f := range []struct {
+		fam, ip, typ string
+		on           bool
+	}{{"4", "ip", "ipv4_addr", cfg.Member4.IsValid()}, {"6", "ip6", "ipv6_addr", cfg.Member6.IsValid()}} {
+		if f.on {
+			quotaRules = append(quotaRules, quotaCommands(add, cfg.Limits, tbl, tun, f.fam, f.ip, f.typ)...)
+		}
+	}
 	add("add chain %s fwd_mangle { type filter hook forward priority mangle; policy accept; }", tbl)
 	add("add rule %s fwd_mangle %s tcp flags syn tcp option maxseg size set rt mtu", tbl, tun)
 	add("add rule %s fwd_mangle %s tcp flags syn tcp option maxseg size set rt mtu", tbl, toTun)
@@ -199,6 +222,7 @@ func nftCommands(cfg Config) []string {
 	}
 	add("add rule %s forward %s ip daddr @blocked4 counter name \"leak_drop\" drop", tbl, tun)
 	add("add rule %s forward %s ip6 daddr @blocked6 counter name \"leak_drop\" drop", tbl, tun)
+	out = append(out, quotaRules...)
 	add("add rule %s forward %s oifname %q ip daddr @allowed4 accept", tbl, tun, cfg.WAN)
 	add("add rule %s forward %s oifname %q ip6 daddr @allowed6 accept", tbl, tun, cfg.WAN)
 	add("add rule %s forward %s counter name \"fwd_policy_drop\" drop", tbl, tun)
@@ -240,6 +264,59 @@ func nftCommands(cfg Config) []string {
 		natCommands(add, cfg, tbl, "ip", "ip6")
 	}
 	return out
+}
+
+// quotaCommands adds the fair-state sets of one family (fam "4" or "6",
+// ip "ip" or "ip6", typ the address type) and returns its forward rules.
+func quotaCommands(add func(string, ...any), l ConnLimits, tbl, tun, fam, ip, typ string) []string {
+	dyn := func(name, extra string) {
+		add("add set %s %s%s { type %s; size 262144; flags dynamic%s; }", tbl, name, fam, typ, extra)
+	}
+	var rules []string
+	rule := func(format string, args ...any) {
+		rules = append(rules, fmt.Sprintf("add rule %s forward %s ct state new ", tbl, tun)+fmt.Sprintf(format, args...))
+	}
+	if l.Rate > 0 {
+		dyn("rate", ",timeout; timeout 1m")
+		dyn("rate_drops", "")
+		rule("update @rate%s { %s saddr limit rate over %d/second burst %d packets } update @rate_drops%s { %s saddr counter } counter name \"conn_rate_drop\" drop",
+			fam, ip, l.Rate, max(l.Burst, l.Rate), fam, ip)
+	}
+	byMax := map[int][]string{}
+	var over []string
+	for _, o := range l.Overrides {
+		for _, a := range o.Addrs {
+			if (ip == "ip") == a.Is4() {
+				byMax[o.Max] = append(byMax[o.Max], a.String())
+				over = append(over, a.String())
+			}
+		}
+	}
+	maxes := slices.Sorted(maps.Keys(byMax))
+	for _, as := range byMax {
+		slices.SortFunc(as, func(a, b string) int { return netip.MustParseAddr(a).Compare(netip.MustParseAddr(b)) })
+	}
+	slices.SortFunc(over, func(a, b string) int { return netip.MustParseAddr(a).Compare(netip.MustParseAddr(b)) })
+	if l.Quota > 0 || len(maxes) > 0 {
+		dyn("quota_drops", "")
+	}
+	for i, m := range maxes {
+		add("add set %s quota_members%s_%d { type %s; }", tbl, fam, i, typ)
+		add("add element %s quota_members%s_%d { %s }", tbl, fam, i, strings.Join(byMax[m], ", "))
+		add("add set %s quota%s_%d { type %s; size 262144; flags dynamic; }", tbl, fam, i, typ)
+		rule("%s saddr @quota_members%s_%d add @quota%s_%d { %s saddr ct count over %d } update @quota_drops%s { %s saddr counter } counter name \"conn_quota_drop\" drop",
+			ip, fam, i, fam, i, ip, m, fam, ip)
+	}
+	if l.Quota > 0 {
+		add("add set %s quota_over%s { type %s; }", tbl, fam, typ)
+		if len(over) > 0 {
+			add("add element %s quota_over%s { %s }", tbl, fam, strings.Join(over, ", "))
+		}
+		dyn("quota", "")
+		rule("%s saddr != @quota_over%s add @quota%s { %s saddr ct count over %d } update @quota_drops%s { %s saddr counter } counter name \"conn_quota_drop\" drop",
+			ip, fam, fam, ip, l.Quota, fam, ip)
+	}
+	return rules
 }
 
 // natCommands adds the NAT chains to tbl with the IPv4 rules when v4 is

@@ -29,7 +29,7 @@ const (
 // counterNames lists the named counters in the order they are created.
 func counterNames() []string {
 	return []string{CounterSpoofDrop, CounterLeakDrop, CounterMemberIsolationDrop,
-		CounterGatewayInputDrop, CounterForwardPolicyDrop}
+		CounterGatewayInputDrop, CounterForwardPolicyDrop, CounterConnQuotaDrop, CounterConnRateDrop}
 }
 
 // Set IDs tie a lookup to a set created in the same batch. The library would
@@ -95,6 +95,18 @@ func queueRuleset(c *nftables.Conn, cfg Config, layout Layout) error {
 		}
 	}
 
+	var qs [2]quotaSets // IPv4, IPv6
+	nextID := uint32(setIDAllowed6 + 1)
+	for i, v4 := range []bool{true, false} {
+		if (v4 && !cfg.Member4.IsValid()) || (!v4 && !cfg.Member6.IsValid()) {
+			continue
+		}
+		var err error
+		if qs[i], err = queueQuotaSets(c, t, cfg.Limits, v4, &nextID); err != nil {
+			return err
+		}
+	}
+
 	// Every base chain accepts by policy and matches only exitd's traffic:
 	// the forward hook is shared with Docker, libvirt and other VPNs, and
 	// a drop policy here would drop their forwarding too. Member traffic
@@ -109,7 +121,7 @@ func queueRuleset(c *nftables.Conn, cfg Config, layout Layout) error {
 
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	for _, r := range forwardRules(cfg) {
+	for _, r := range forwardRules(cfg, qs) {
 		addRule(c, t, fwd, r...)
 	}
 
@@ -168,7 +180,7 @@ type rule [][]expr.Any
 // closed: from the TUN only new flows to the allow sets (or, without
 // isolation, to other members) pass; to the TUN only established and
 // related replies (and member-to-member traffic) pass.
-func forwardRules(cfg Config) []rule {
+func forwardRules(cfg Config, qs [2]quotaSets) []rule {
 	from, to := iifname(cfg.Tun), oifname(cfg.Tun)
 	rules := []rule{
 		{from, ctState(ctEstablished | ctRelated), verdict(expr.VerdictAccept)},
@@ -189,6 +201,15 @@ func forwardRules(cfg Config) []rule {
 	rules = append(rules,
 		rule{from, nfproto(unix.NFPROTO_IPV4), lookupDaddr(setBlocked4, setIDBlocked4, true), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
 		rule{from, nfproto(unix.NFPROTO_IPV6), lookupDaddr(setBlocked6, setIDBlocked6, false), counted(CounterLeakDrop), verdict(expr.VerdictDrop)},
+	)
+	// Fair state: a member's new flows beyond its rate or quota.
+	if cfg.Member4.IsValid() {
+		rules = append(rules, quotaRules(from, cfg.Limits, qs[0], true)...)
+	}
+	if cfg.Member6.IsValid() {
+		rules = append(rules, quotaRules(from, cfg.Limits, qs[1], false)...)
+	}
+	rules = append(rules,
 		// The way out, only to the complement of the deny set. The leak
 		// rules above count; these make the exit fail closed: a set that
 		// is new in a transaction can look empty to lookups while the

@@ -187,12 +187,88 @@ func canonicalAttrs(msgType uint16, data []byte) (map[uint16][]byte, error) {
 				return nil, err
 			}
 		}
+		if msgType == unix.NFT_MSG_NEWRULE && typ == unix.NFTA_RULE_EXPRESSIONS {
+			if d, err = canonicalDynsets(d); err != nil {
+				return nil, err
+			}
+		}
 		if _, dup := out[typ]; dup {
 			return nil, fmt.Errorf("attribute %d twice", typ)
 		}
 		out[typ] = d
 	}
 	return out, nil
+}
+
+// canonicalDynsets re-encodes a rule's expression list with each lookup's
+// attributes sorted by type and each dynset expression spelled as nft
+// spells it: library v0.3.0 always sends
+// NFTA_DYNSET_FLAGS (nft omits it when 0) and sends NFTA_DYNSET_EXPR
+// without the nested flag; the kernel parses both the same way.
+func canonicalDynsets(data []byte) ([]byte, error) {
+	exprs, err := netlink.UnmarshalAttributes(data)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range exprs {
+		attrs, err := netlink.UnmarshalAttributes(e.Data)
+		if err != nil {
+			return nil, err
+		}
+		if len(attrs) == 2 && string(attrs[0].Data) == "lookup\x00" {
+			// The library puts NFTA_LOOKUP_FLAGS first, nft last.
+			op, err := netlink.UnmarshalAttributes(attrs[1].Data)
+			if err != nil {
+				return nil, err
+			}
+			slices.SortStableFunc(op, func(a, b netlink.Attribute) int { return int(a.Type&nlaTypeMask) - int(b.Type&nlaTypeMask) })
+			if attrs[1].Data, err = netlink.MarshalAttributes(op); err != nil {
+				return nil, err
+			}
+			if exprs[i].Data, err = netlink.MarshalAttributes(attrs); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if len(attrs) != 2 || string(attrs[0].Data) != "dynset\x00" {
+			continue
+		}
+		op, err := netlink.UnmarshalAttributes(attrs[1].Data)
+		if err != nil {
+			return nil, err
+		}
+		op = slices.DeleteFunc(op, func(a netlink.Attribute) bool {
+			return a.Type&nlaTypeMask == unix.NFTA_DYNSET_FLAGS && bytes.Equal(a.Data, []byte{0, 0, 0, 0})
+		})
+		for j := range op {
+			if op[j].Type&nlaTypeMask != unix.NFTA_DYNSET_EXPR {
+				continue
+			}
+			op[j].Type = unix.NFTA_DYNSET_EXPR | unix.NLA_F_NESTED
+			// A zero counter: the library sends packets 0 and bytes 0,
+			// nft an empty NFTA_EXPR_DATA.
+			inner, err := netlink.UnmarshalAttributes(op[j].Data)
+			if err != nil {
+				return nil, err
+			}
+			if len(inner) == 2 && string(inner[0].Data) == "counter\x00" {
+				inner[1].Data, inner[1].Length = nil, 4
+				if op[j].Data, err = netlink.MarshalAttributes(inner); err != nil {
+					return nil, err
+				}
+				op[j].Length = uint16(4 + len(op[j].Data))
+			}
+		}
+		if attrs[1].Data, err = netlink.MarshalAttributes(op); err != nil {
+			return nil, err
+		}
+		attrs[1].Length = uint16(4 + len(attrs[1].Data))
+		if exprs[i].Data, err = netlink.MarshalAttributes(attrs); err != nil {
+			return nil, err
+		}
+		exprs[i].Length = uint16(4 + len(exprs[i].Data))
+	}
+	return netlink.MarshalAttributes(exprs)
 }
 
 // canonicalElements re-encodes a set element list with each element's
