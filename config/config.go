@@ -45,6 +45,7 @@ type Config struct {
 	Metrics        Metrics   `toml:"metrics"`
 	DNS            DNS       `toml:"dns"`
 	SOCKS          SOCKS     `toml:"socks"`
+	Conntrack      Conntrack `toml:"conntrack"`
 	Log            Log       `toml:"log"`
 
 	// Path is the file the config was read from ("" for an embedded one).

@@ -89,6 +89,9 @@ func (c *Config) finish() error {
 	if err := c.SOCKS.finish(); err != nil {
 		return err
 	}
+	if err := c.Conntrack.finish(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "":
 		c.Log.Level = "info"

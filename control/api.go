@@ -80,7 +80,10 @@ type UpdateMemberRequest struct {
 	Weight       *int    `json:"weight,omitempty"`
 	EgressLimit  *uint64 `json:"egress_limit,omitempty"`
 	IngressLimit *uint64 `json:"ingress_limit,omitempty"`
-	Disabled     *bool   `json:"disabled,omitempty"`
+	// MaxConns is the member's own connection quota (tracked connections
+	// per family); 0 returns it to the node's default.
+	MaxConns *int  `json:"max_conns,omitempty"`
+	Disabled *bool `json:"disabled,omitempty"`
 }
 
 // Member is a member as the API shows it: registry data plus live session
@@ -95,6 +98,8 @@ type Member struct {
 	Weight       int        `json:"weight,omitempty"`
 	EgressLimit  uint64     `json:"egress_limit,omitempty"`
 	IngressLimit uint64     `json:"ingress_limit,omitempty"`
+	// MaxConns is the member's own connection quota, 0 for the node's.
+	MaxConns int `json:"max_conns,omitempty"`
 	// LimitsEnforced tells whether this node applies the limits (false: they
 	// are stored and shown only).
 	LimitsEnforced bool      `json:"limits_enforced,omitempty"`

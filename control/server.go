@@ -306,7 +306,7 @@ func DecodeUpdateMember(r io.Reader) (UpdateMemberRequest, error) {
 		return UpdateMemberRequest{}, err
 	}
 	if req == (UpdateMemberRequest{}) {
-		return UpdateMemberRequest{}, errors.New("nothing to change: give weight, egress_limit, ingress_limit or disabled")
+		return UpdateMemberRequest{}, errors.New("nothing to change: give weight, egress_limit, ingress_limit, max_conns or disabled")
 	}
 	return req, nil
 }

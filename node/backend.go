@@ -142,6 +142,11 @@ func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Memb
 		return nil, err
 	}
 	n.cutMembers(removed)
+	if slices.ContainsFunc(removed, func(m members.Member) bool { return m.MaxConns != 0 }) {
+		if err := n.applyRuleset(); err != nil { // their own quotas go with them
+			n.log.Error("re-apply ruleset after removing members with their own quotas; the next reload retries", "err", err)
+		}
+	}
 	out := make([]control.Member, len(removed))
 	for i, m := range removed {
 		out[i] = n.view(m, dataplane.Sample{})
@@ -163,23 +168,36 @@ func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateM
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	before, after, err := n.reg.Update(ref, members.Change{
-		Weight: req.Weight, EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled,
+		Weight: req.Weight, EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, MaxConns: req.MaxConns, Disabled: req.Disabled,
 	})
 	if err != nil {
 		return control.Member{}, err
 	}
-	if err := n.plane.Update(before, after); err != nil {
-		undo := members.Change{Weight: &before.Weight, EgressLimit: &before.EgressLimit, IngressLimit: &before.IngressLimit, Disabled: &before.Disabled}
-		if _, _, uerr := n.reg.Update(ref, undo); uerr != nil {
+	undo := func() {
+		c := members.Change{Weight: &before.Weight, EgressLimit: &before.EgressLimit, IngressLimit: &before.IngressLimit,
+			MaxConns: &before.MaxConns, Disabled: &before.Disabled}
+		if _, _, uerr := n.reg.Update(ref, c); uerr != nil {
 			n.log.Error("undo of member update failed; restart reconciles", "label", after.Label, "err", uerr)
 		}
+	}
+	if err := n.plane.Update(before, after); err != nil {
+		undo()
 		return control.Member{}, fmt.Errorf("%w: device refused the change: %v", control.ErrConflict, err)
+	}
+	if before.MaxConns != after.MaxConns {
+		if err := n.applyRuleset(); err != nil {
+			undo()
+			if perr := n.plane.Update(after, before); perr != nil {
+				n.log.Error("undo of member update in the device failed; restart reconciles", "label", after.Label, "err", perr)
+			}
+			return control.Member{}, fmt.Errorf("%w: the ruleset refused the quota: %v", control.ErrConflict, err)
+		}
 	}
 	if after.Disabled && !before.Disabled {
 		n.cutMembers([]members.Member{after})
 	}
 	n.log.Info("member updated", "label", after.Label, "weight", after.Weight, "disabled", after.Disabled,
-		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit)
+		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit, "max_conns", after.MaxConns)
 	return n.view(after, n.plane.Sample()), nil
 }
 
@@ -257,7 +275,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 func (n *Node) view(m members.Member, s dataplane.Sample) control.Member {
 	cm := control.Member{
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
-		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled,
+		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled, MaxConns: m.MaxConns,
 		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit,
 		LimitsEnforced: dataplane.LimitsEnforced(schedConfig(n.config())),
 		KeyKept:        m.PrivateKey != nil,

@@ -78,7 +78,7 @@ func (n *Node) Reload() error {
 		}
 		cfg = c
 	}
-	if err := natConfig(cfg).Validate(); err != nil {
+	if err := n.ruleset(cfg).Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	if err := schedConfig(cfg).Validate(); err != nil {
@@ -111,7 +111,7 @@ func (n *Node) reloadSteps(old, cfg *config.Config) []step {
 	// The ruleset is rebuilt from the new config and the WAN's current
 	// prefixes, and compared with the one applied last: a WAN address
 	// change alone re-applies it too.
-	if prev, next := n.natApplied, natConfig(cfg); !reflect.DeepEqual(prev, next) {
+	if prev, next := n.natApplied, n.ruleset(cfg); !reflect.DeepEqual(prev, next) {
 		steps = append(steps, step{"nftables",
 			func() error {
 				if err := n.nat.Apply(next); err != nil {

@@ -106,6 +106,8 @@ type Node struct {
 	// the prefixes (nat.FlushConntrack in the node's namespace); cutCh
 	// queues prefixes for routineCut while the node runs (conntrack.go).
 	flushCT func(ps ...netip.Prefix) (int, error)
+	// ctMaxPath is nf_conntrack_max (quota.go).
+	ctMaxPath string
 	cutCh   chan []netip.Prefix
 	cutting atomic.Bool // routineCut runs
 }
@@ -145,6 +147,7 @@ func New(opts Options) *Node {
 	n.cfg.Store(opts.Config)
 	n.flushCT = func(ps ...netip.Prefix) (int, error) { return nat.FlushConntrack(0, ps...) }
 	n.cutCh = make(chan []netip.Prefix, 256)
+	n.ctMaxPath = ctMaxPath
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -328,7 +331,7 @@ func (n *Node) startNAT() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	nc := natConfig(n.config())
+	nc := n.ruleset(n.config())
 	if err := m.Apply(nc); err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("%w (exitd needs CAP_NET_ADMIN to program nftables)", err)
@@ -340,6 +343,9 @@ func (n *Node) startNAT() (func(), error) {
 	}
 	n.nat = m
 	n.setNATApplied(nc)
+	l := nc.Limits
+	n.log.Info("connection quotas", "per_member", l.Quota, "members_own", len(l.Overrides),
+		"new_conn_rate", l.Rate, "new_conn_burst", l.Burst)
 	return func() {
 		if n.plane != nil && n.plane.HandingOver() {
 			n.log.Info("leaving the nftables table and member conntrack to the next exitd (exitd cleanup removes them if none starts)")

@@ -338,6 +338,7 @@ func writeMemberDetails(w io.Writer, m control.Member, now time.Time) {
 			limit += " (stored; not enforced under the fifo discipline)"
 		}
 	}
+	fmt.Fprintf(tw, "connection quota\t%s\n", quotaHuman(m.MaxConns))
 	fmt.Fprintf(tw, "rate cap\t%s\nlast handshake\t%s\nendpoint\t%s\nrx / tx\t%s / %s\nrate now\tdown %s, up %s\n",
 		limit, agoAt(m.LastHandshake, now), dash(m.Endpoint), bytesHuman(m.RxBytes), bytesHuman(m.TxBytes),
 		bitsHuman(m.TxRate), bitsHuman(m.RxRate))

@@ -73,7 +73,7 @@ func (b *regBackend) RemoveMembers(_ context.Context, refs []string) ([]control.
 }
 
 func (b *regBackend) UpdateMember(_ context.Context, ref string, req control.UpdateMemberRequest) (control.Member, error) {
-	_, m, err := b.reg.Update(ref, members.Change{Weight: req.Weight, EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, Disabled: req.Disabled})
+	_, m, err := b.reg.Update(ref, members.Change{Weight: req.Weight, EgressLimit: req.EgressLimit, IngressLimit: req.IngressLimit, MaxConns: req.MaxConns, Disabled: req.Disabled})
 	return view(m), err
 }
 
@@ -104,7 +104,7 @@ func (b *regBackend) Status(context.Context) (control.Status, error) {
 
 func view(m members.Member) control.Member {
 	return control.Member{ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
-		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled, EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit}
+		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled, EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit, MaxConns: m.MaxConns}
 }
 
 // testNode serves a registry on a control socket and runs exitctl against it.
@@ -209,7 +209,7 @@ func TestMemberAddOutQRAndKeepKey(t *testing.T) {
 
 	n.mustRun("member", "add", "--label", "dave", "--keep-key")
 	show := n.mustRun("member", "show", "dave")
-	if !strings.Contains(show, "label           dave") || !strings.Contains(show, "\nPrivateKey = ") || !strings.Contains(show, "state           idle") {
+	if !strings.Contains(show, "label             dave") || !strings.Contains(show, "\nPrivateKey = ") || !strings.Contains(show, "state             idle") {
 		t.Fatalf("show with kept key:\n%s", show)
 	}
 	if out := n.mustRun("member", "show", "dave", "--qr"); !strings.ContainsRune(out, '█') {
@@ -367,8 +367,18 @@ func TestMemberSetDisableEnableRemove(t *testing.T) {
 	if m, _ := n.b.reg.Get("alice"); !m.Disabled {
 		t.Fatal("not disabled")
 	}
+	if out := n.mustRun("member", "set", "alice", "--max-conns", "5000"); !strings.Contains(out, "connection quota 5000") {
+		t.Fatalf("set --max-conns: %s", out)
+	}
+	if m, _ := n.b.reg.Get("alice"); m.MaxConns != 5000 || m.Weight != 3 {
+		t.Fatalf("--max-conns 5000: %+v", m)
+	}
+	if _, _, err := n.run("member", "set", "alice", "--max-conns", "10"); err == nil || !strings.Contains(err.Error(), "connection quota must be 64-1000000") {
+		t.Fatalf("--max-conns 10: %v", err)
+	}
 	show := n.mustRun("member", "show", "alice")
-	if !strings.Contains(show, "state           disabled") || !strings.Contains(show, "down 20.0 Mbit/s, up 5.0 Mbit/s (stored;") {
+	if !strings.Contains(show, "state             disabled") || !strings.Contains(show, "down 20.0 Mbit/s, up 5.0 Mbit/s (stored;") ||
+		!strings.Contains(show, "connection quota  5000") {
 		t.Fatalf("show:\n%s", show)
 	}
 	n.mustRun("member", "enable", "alice")
