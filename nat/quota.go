@@ -300,3 +300,20 @@ type MemberDrops struct {
 	Quota uint64 // over its connection quota
 	Rate  uint64 // over its new-connection rate
 }
+
+// Bounds of the derived quota (AutoQuota).
+const (
+	AutoQuotaFloor   = 4096
+	AutoQuotaCeiling = 65536
+)
+
+// AutoQuota derives each member's connection quota from the conntrack
+// table size and the number of members: an equal share of three quarters
+// of the table (a quarter stays for the node itself and for bursts), at
+// least AutoQuotaFloor, so busy members keep working on a crowded node
+// (the quota then protects the table from any one member, not from all
+// of them together), and at most AutoQuotaCeiling.
+func AutoQuota(ctMax, members int) int {
+	share := ctMax / 4 * 3 / max(members, 1)
+	return min(max(share, AutoQuotaFloor), AutoQuotaCeiling)
+}
