@@ -108,8 +108,8 @@ type Node struct {
 	flushCT func(ps ...netip.Prefix) (int, error)
 	// ctMaxPath is nf_conntrack_max (quota.go).
 	ctMaxPath string
-	cutCh   chan []netip.Prefix
-	cutting atomic.Bool // routineCut runs
+	cutCh     chan []netip.Prefix
+	cutting   atomic.Bool // routineCut runs
 }
 
 // natTable is exitd's nftables table as the node drives it; *nat.Manager
