@@ -135,10 +135,33 @@ type Status struct {
 	NATPresent       bool              `json:"nat_present"`
 	NATMode          string            `json:"nat_mode,omitempty"` // "inet", or "split (ip + ip6 nat tables)" without inet-family NAT
 	Drops            map[string]uint64 `json:"drops,omitempty"`
+	// Conntrack is the members' share of the connection tracking table.
+	Conntrack *ConntrackStatus `json:"conntrack,omitempty"`
 	// Services inside the tunnel; nil when off.
 	DNS      *ServiceStatus `json:"dns,omitempty"`
 	SOCKS    *ServiceStatus `json:"socks,omitempty"`
 	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// ConntrackStatus is the connection tracking table as members use it
+// (docs/nat.md, "Fair state"); its fill is Load's Conntrack and
+// ConntrackMax.
+type ConntrackStatus struct {
+	Members int `json:"members"` // tracked connections from member addresses
+	// Quota is each member's quota of tracked connections per family (0:
+	// off); members may have their own.
+	Quota int `json:"quota"`
+	// AtLimit are the members whose new connections were dropped at their
+	// quota or rate since the ruleset was last applied.
+	AtLimit []MemberConns `json:"at_limit,omitempty"`
+}
+
+// MemberConns is one member's use of the conntrack table.
+type MemberConns struct {
+	Label      string `json:"label"`
+	Conns      int    `json:"conns"`
+	QuotaDrops uint64 `json:"quota_drops"`
+	RateDrops  uint64 `json:"rate_drops"`
 }
 
 // ServiceStatus is one service at the gateway addresses.

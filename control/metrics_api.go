@@ -82,6 +82,10 @@ type TopMember struct {
 	Drops         uint64    `json:"drops"`
 	DropRate      float64   `json:"drop_rate"` // packets/s
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	// Conns are the member's tracked connections (both families) and
+	// ConnDrops its new connections dropped at its quota or rate.
+	Conns     int    `json:"conns"`
+	ConnDrops uint64 `json:"conn_drops,omitempty"`
 }
 
 // Top is GET /v1/top.

@@ -95,3 +95,37 @@ func (f flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 	dst, ok := netip.AddrFromSlice(flow.Forward.DstIP)
 	return ok && f.to(dst.Unmap())
 }
+
+// CountConntrack counts the conntrack entries whose original source lies
+// in one of sources, per source address, in the network namespace netnsFd
+// (0: the caller's). It walks the whole table (a dump of every entry):
+// callers cache the result rather than call it per request.
+func CountConntrack(netnsFd int, sources []netip.Prefix) (map[netip.Addr]int, error) {
+	ns := netns.None()
+	if netnsFd != 0 {
+		ns = netns.NsHandle(netnsFd)
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("nat: count conntrack: %w", err)
+	}
+	defer h.Close()
+	out := map[netip.Addr]int{}
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		flows, err := h.ConntrackTableList(netlink.ConntrackTable, fam)
+		if err != nil {
+			return nil, fmt.Errorf("nat: count conntrack: %w", err)
+		}
+		for _, f := range flows {
+			src, ok := netip.AddrFromSlice(f.Forward.SrcIP)
+			if !ok {
+				continue
+			}
+			src = src.Unmap()
+			if slices.ContainsFunc(sources, func(p netip.Prefix) bool { return p.Contains(src) }) {
+				out[src]++
+			}
+		}
+	}
+	return out, nil
+}

@@ -250,6 +250,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	}
 	s.NATMode = n.nat.Mode()
 	s.DNS, s.SOCKS = n.dnsStatus(), n.socksStatus()
+	s.Conntrack = n.conntrackStatus()
 	if cs, err := n.nat.Counters(); err == nil {
 		s.Drops = map[string]uint64{}
 		for name, c := range cs {

@@ -155,6 +155,10 @@ func natReason(counter string) string {
 		return "input"
 	case nat.CounterForwardPolicyDrop:
 		return "forward_policy"
+	case nat.CounterConnQuotaDrop:
+		return "conn_quota"
+	case nat.CounterConnRateDrop:
+		return "conn_rate"
 	}
 	return counter
 }
@@ -216,8 +220,30 @@ func kernelProfile(r *tuning.Report) metrics.KernelProfile {
 func (n *Node) sources() observability.Sources {
 	return observability.Sources{
 		Members: memberSource{n, n.dumpPeers}, Sched: schedSource{n}, NAT: natSource{n},
-		Kernel: kernelSource{n}, DNS: dnsSource{n}, SOCKS: socksSource{n},
+		Kernel: kernelSource{n}, DNS: dnsSource{n}, SOCKS: socksSource{n}, Conntrack: conntrackSource{n},
 	}
+}
+
+// conntrackSource is members' share of the conntrack table (cached,
+// connstate.go).
+type conntrackSource struct{ n *Node }
+
+func (s conntrackSource) MemberConns() ([]metrics.MemberConns, int) {
+	n := s.n
+	if n.nat == nil {
+		return nil, 0
+	}
+	counts, drops, _ := n.connView()
+	var out []metrics.MemberConns
+	for _, m := range n.reg.List() {
+		if c, q, r := memberConns(m, counts, drops); c > 0 || q > 0 || r > 0 {
+			out = append(out, metrics.MemberConns{Label: m.Label, PublicKey: m.PublicKey.String(), Conns: c, QuotaDrops: q, RateDrops: r})
+		}
+	}
+	n.mu.Lock()
+	quota := n.natApplied.Limits.Quota
+	n.mu.Unlock()
+	return out, quota
 }
 
 // observabilityOptions maps the config onto the observability's options.
@@ -275,7 +301,18 @@ func (b backend) Top(_ context.Context, k int, sort string) (control.Top, error)
 	if b.n.obs == nil {
 		return control.Top{}, errNoMetrics
 	}
-	return b.n.obs.Top(k, sort)
+	t, err := b.n.obs.Top(k, sort)
+	if err != nil {
+		return t, err
+	}
+	counts, drops, _ := b.n.connView()
+	for i, tm := range t.Members {
+		if m, err := b.n.reg.Get(tm.PublicKey); err == nil {
+			c, q, r := memberConns(m, counts, drops)
+			t.Members[i].Conns, t.Members[i].ConnDrops = c, q+r
+		}
+	}
+	return t, nil
 }
 
 // Samples is GET /v1/samples.

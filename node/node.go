@@ -106,8 +106,11 @@ type Node struct {
 	// the prefixes (nat.FlushConntrack in the node's namespace); cutCh
 	// queues prefixes for routineCut while the node runs (conntrack.go).
 	flushCT func(ps ...netip.Prefix) (int, error)
-	// ctMaxPath is nf_conntrack_max (quota.go).
+	// ctMaxPath is nf_conntrack_max (quota.go); countCT counts conntrack
+	// entries per member address and conns caches it (connstate.go).
 	ctMaxPath string
+	countCT   func([]netip.Prefix) (map[netip.Addr]int, error)
+	conns     connState
 	cutCh     chan []netip.Prefix
 	cutting   atomic.Bool // routineCut runs
 }
@@ -121,6 +124,8 @@ type natTable interface {
 	Present() (bool, error)
 	// Counters are the ruleset's named drop counters.
 	Counters() (map[string]nat.Counter, error)
+	// ConnDrops are the fair-state rules' drops per member address.
+	ConnDrops() (map[netip.Addr]nat.MemberDrops, error)
 	// Watch restores the table when someone deletes or edits it, until
 	// ctx ends.
 	Watch(ctx context.Context, onEvent func(error)) error
@@ -148,6 +153,7 @@ func New(opts Options) *Node {
 	n.flushCT = func(ps ...netip.Prefix) (int, error) { return nat.FlushConntrack(0, ps...) }
 	n.cutCh = make(chan []netip.Prefix, 256)
 	n.ctMaxPath = ctMaxPath
+	n.countCT = func(ps []netip.Prefix) (map[netip.Addr]int, error) { return nat.CountConntrack(0, ps) }
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

@@ -26,8 +26,8 @@ func readCTMax(path string) (int, error) {
 		return 0, err
 	}
 	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("%s: not a positive number: %q", path, b)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%s: not a number: %q", path, b)
 	}
 	return v, nil
 }

@@ -39,6 +39,8 @@ type Sources struct {
 	Kernel  metrics.KernelSource
 	DNS     metrics.DNSSource
 	SOCKS   metrics.SOCKSSource
+	// Conntrack is nil in tests that do not export it.
+	Conntrack metrics.ConntrackSource
 }
 
 // Options configure Open.
@@ -104,6 +106,9 @@ func New(src Sources, o Options) *Observability {
 		metrics.NewDNSCollector(src.DNS),
 		metrics.NewSOCKSCollector(src.SOCKS),
 	)
+	if src.Conntrack != nil {
+		ob.reg.MustRegister(metrics.NewConntrackCollector(src.Conntrack))
+	}
 	return ob
 }
 

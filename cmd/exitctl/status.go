@@ -111,6 +111,20 @@ func writeStatus(w io.Writer, s control.Status, l *control.Load, now time.Time) 
 		}
 		fmt.Fprintf(tw, "%s\ton %s; %s\n", svc.name, strings.Join(svc.st.Listen, ", "), svc.st.Summary)
 	}
+	if ct := s.Conntrack; ct != nil {
+		quota := "off"
+		if ct.Quota > 0 {
+			quota = fmt.Sprintf("%d per member and family", ct.Quota)
+		}
+		fmt.Fprintf(tw, "connection quota	%s; %d tracked from members; %d members dropped at quota or rate\n", quota, ct.Members, len(ct.AtLimit))
+		for i, m := range ct.AtLimit {
+			if i == 5 {
+				fmt.Fprintf(tw, "\t... %d more (exitctl status --json)\n", len(ct.AtLimit)-5)
+				break
+			}
+			fmt.Fprintf(tw, "\t%s: %d tracked, %d dropped at quota, %d at rate\n", m.Label, m.Conns, m.QuotaDrops, m.RateDrops)
+		}
+	}
 	if l != nil {
 		if l.ConntrackMax > 0 {
 			fmt.Fprintf(tw, "conntrack\t%d / %d (%.1f%%)\n", l.Conntrack, l.ConntrackMax, float64(l.Conntrack)*100/float64(l.ConntrackMax))

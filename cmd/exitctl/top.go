@@ -102,11 +102,11 @@ func writeTop(w io.Writer, t control.Top, now time.Time) {
 	}
 	fmt.Fprintf(w, " · by %s\n\n", t.Sort)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MEMBER\tSTATE\tDOWN\tUP\tQUEUED\tDELAY\tDROPS/s\tDROPS\tHANDSHAKE\t")
+	fmt.Fprintln(tw, "MEMBER\tSTATE\tDOWN\tUP\tQUEUED\tDELAY\tDROPS/s\tDROPS\tCONNS\tCONN DROPS\tHANDSHAKE\t")
 	for _, m := range t.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f ms\t%.1f\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f ms\t%.1f\t%d\t%d\t%d\t%s\t\n",
 			m.Label, m.State, rateHuman(m.RateOut), rateHuman(m.RateIn), bytesHuman(uint64(max(m.QueueBytes, 0))),
-			m.QueueDelayMs, m.DropRate, m.Drops, agoAt(m.LastHandshake, now))
+			m.QueueDelayMs, m.DropRate, m.Drops, m.Conns, m.ConnDrops, agoAt(m.LastHandshake, now))
 	}
 	tw.Flush()
 	if len(t.Members) == 0 {
