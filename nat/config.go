@@ -84,6 +84,10 @@ type Config struct {
 	// WANPrefixes), for an operator who wants a neighbour reachable. It may
 	// not open loopback or the member prefixes.
 	Allow []netip.Prefix
+	// PortForward lets connections the port-forward table (ApplyForwards)
+	// DNATs from the WAN into the tunnel: new flows towards the TUN are
+	// otherwise dropped.
+	PortForward bool
 	// Limits are the per-member connection quotas and new-connection rate
 	// limits (quota.go); the zero value is off.
 	Limits ConnLimits

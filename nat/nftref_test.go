@@ -108,6 +108,7 @@ func testCases() []testCase {
 		{Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.7")}, Max: 50000},
 		{Addrs: []netip.Addr{netip.MustParseAddr("10.8.0.5")}, Max: 100},
 	}}
+	quotas.PortForward = true
 	overridesOnly := open4
 	overridesOnly.Table = "exitd_overrides"
 	overridesOnly.Limits = ConnLimits{Overrides: []MemberQuota{{Addrs: []netip.Addr{netip.MustParseAddr("10.9.16.5")}, Max: 64}}}
@@ -225,6 +226,9 @@ func nftCommands(cfg Config) []string {
 	out = append(out, quotaRules...)
 	add("add rule %s forward %s oifname %q ip daddr @allowed4 accept", tbl, tun, cfg.WAN)
 	add("add rule %s forward %s oifname %q ip6 daddr @allowed6 accept", tbl, tun, cfg.WAN)
+	if cfg.PortForward {
+		add("add rule %s forward iifname %q %s ct status dnat accept", tbl, cfg.WAN, toTun)
+	}
 	add("add rule %s forward %s counter name \"fwd_policy_drop\" drop", tbl, tun)
 	add("add rule %s forward %s counter name \"fwd_policy_drop\" drop", tbl, toTun)
 

@@ -219,6 +219,12 @@ func forwardRules(cfg Config, qs [2]quotaSets) []rule {
 		// not.
 		rule{from, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV4), lookupDaddr(setAllowed4, setIDAllowed4, true), verdict(expr.VerdictAccept)},
 		rule{from, oifname(cfg.WAN), nfproto(unix.NFPROTO_IPV6), lookupDaddr(setAllowed6, setIDAllowed6, false), verdict(expr.VerdictAccept)},
+	)
+	if cfg.PortForward {
+		// Port forwards: the pf table DNATs them from the WAN to a member.
+		rules = append(rules, rule{iifname(cfg.WAN), to, ctStatus(ctStatusDNAT), verdict(expr.VerdictAccept)})
+	}
+	rules = append(rules,
 		// The rest of exitd's traffic: tunnel → other interfaces, new
 		// flows towards the tunnel. Counted, then dropped explicitly: the
 		// chain's policy is accept so that other forwarding on the host
@@ -458,6 +464,18 @@ const (
 	ctEstablished = 2
 	ctRelated     = 4
 )
+
+// ctStatusDNAT is IPS_DST_NAT: the flow's destination was rewritten.
+const ctStatusDNAT = 1 << 5
+
+func ctStatus(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
 
 func ctState(bits uint32) []expr.Any {
 	return []expr.Any{
