@@ -33,20 +33,21 @@ const (
 // Config is the whole file. Field tags are the TOML names operators write;
 // they are part of exitd's interface and must not change.
 type Config struct {
-	StateDir       string    `toml:"state_dir"`
-	PublicEndpoint string    `toml:"public_endpoint"`
-	Listen         Listen    `toml:"listen"`
-	Tunnel         Tunnel    `toml:"tunnel"`
-	WAN            WAN       `toml:"wan"`
-	Filter         Filter    `toml:"filter"`
-	Control        Control   `toml:"control"`
-	Scheduler      Scheduler `toml:"scheduler"`
-	Members        Members   `toml:"members"`
-	Metrics        Metrics   `toml:"metrics"`
-	DNS            DNS       `toml:"dns"`
-	SOCKS          SOCKS     `toml:"socks"`
-	Conntrack      Conntrack `toml:"conntrack"`
-	Log            Log       `toml:"log"`
+	StateDir       string      `toml:"state_dir"`
+	PublicEndpoint string      `toml:"public_endpoint"`
+	Listen         Listen      `toml:"listen"`
+	Tunnel         Tunnel      `toml:"tunnel"`
+	WAN            WAN         `toml:"wan"`
+	Filter         Filter      `toml:"filter"`
+	Control        Control     `toml:"control"`
+	Scheduler      Scheduler   `toml:"scheduler"`
+	Members        Members     `toml:"members"`
+	Metrics        Metrics     `toml:"metrics"`
+	DNS            DNS         `toml:"dns"`
+	SOCKS          SOCKS       `toml:"socks"`
+	Conntrack      Conntrack   `toml:"conntrack"`
+	PortForward    PortForward `toml:"portforward"`
+	Log            Log         `toml:"log"`
 
 	// Path is the file the config was read from ("" for an embedded one).
 	Path string `toml:"-"`

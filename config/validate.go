@@ -92,6 +92,12 @@ func (c *Config) finish() error {
 	if err := c.Conntrack.finish(); err != nil {
 		return err
 	}
+	if err := c.PortForward.finish(c.Listen.Port); err != nil {
+		return err
+	}
+	if c.PortForward.Enabled && !c.Tunnel.Prefix4.IsValid() {
+		return bad("portforward.enabled", "NAT-PMP is IPv4 only: it needs tunnel.ipv4")
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "":
 		c.Log.Level = "info"

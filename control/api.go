@@ -138,9 +138,11 @@ type Status struct {
 	// Conntrack is the members' share of the connection tracking table.
 	Conntrack *ConntrackStatus `json:"conntrack,omitempty"`
 	// Services inside the tunnel; nil when off.
-	DNS      *ServiceStatus `json:"dns,omitempty"`
-	SOCKS    *ServiceStatus `json:"socks,omitempty"`
-	Warnings []string       `json:"warnings,omitempty"`
+	DNS   *ServiceStatus `json:"dns,omitempty"`
+	SOCKS *ServiceStatus `json:"socks,omitempty"`
+	// PortForward is NAT-PMP; nil when off.
+	PortForward *ServiceStatus `json:"portforward,omitempty"`
+	Warnings    []string       `json:"warnings,omitempty"`
 }
 
 // ConntrackStatus is the connection tracking table as members use it

@@ -142,6 +142,9 @@ func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Memb
 		return nil, err
 	}
 	n.cutMembers(removed)
+	for _, m := range removed {
+		n.forgetForwards(m.PublicKey.String())
+	}
 	if slices.ContainsFunc(removed, func(m members.Member) bool { return m.MaxConns != 0 }) {
 		if err := n.applyRuleset(); err != nil { // their own quotas go with them
 			n.log.Error("re-apply ruleset after removing members with their own quotas; the next reload retries", "err", err)
@@ -195,6 +198,7 @@ func (b backend) UpdateMember(_ context.Context, ref string, req control.UpdateM
 	}
 	if after.Disabled && !before.Disabled {
 		n.cutMembers([]members.Member{after})
+		n.forgetForwards(after.PublicKey.String())
 	}
 	n.log.Info("member updated", "label", after.Label, "weight", after.Weight, "disabled", after.Disabled,
 		"egress_limit", after.EgressLimit, "ingress_limit", after.IngressLimit, "max_conns", after.MaxConns)
@@ -251,6 +255,7 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	s.NATMode = n.nat.Mode()
 	s.DNS, s.SOCKS = n.dnsStatus(), n.socksStatus()
 	s.Conntrack = n.conntrackStatus()
+	s.PortForward = n.portForwardStatus()
 	if cs, err := n.nat.Counters(); err == nil {
 		s.Drops = map[string]uint64{}
 		for name, c := range cs {

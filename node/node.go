@@ -35,6 +35,7 @@ import (
 	"exitd/members"
 	"exitd/nat"
 	"exitd/observability"
+	"exitd/portforward"
 	"exitd/service"
 	"exitd/socks"
 	"exitd/tuning"
@@ -93,8 +94,12 @@ type Node struct {
 	plane      *dataplane.Plane
 	dns        *dns.Resolver // nil when [dns] is off
 	socks      *socks.Server // nil when [socks] is off
-	ctl        *control.Server
-	kernel     *tuning.Monitor
+	// pf serves NAT-PMP and pfTable holds the mappings; nil when
+	// [portforward] is off (portforward.go).
+	pf      *portforward.Server
+	pfTable *portforward.Table
+	ctl     *control.Server
+	kernel  *tuning.Monitor
 
 	obs         *observability.Observability // nil before the metrics step
 	sampleEvery time.Duration
@@ -124,6 +129,10 @@ type natTable interface {
 	Present() (bool, error)
 	// Counters are the ruleset's named drop counters.
 	Counters() (map[string]nat.Counter, error)
+	// ApplyForwards replaces the port-forward table; RemoveForwards
+	// deletes it.
+	ApplyForwards(wan string, fs []nat.Forward) error
+	RemoveForwards() error
 	// ConnDrops are the fair-state rules' drops per member address.
 	ConnDrops() (map[netip.Addr]nat.MemberDrops, error)
 	// Watch restores the table when someone deletes or edits it, until
@@ -191,6 +200,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"dataplane", n.startPlane},
 		{"dns", n.startDNS}, // on the gateway addresses the data plane configured
 		{"socks", n.startSOCKS},
+		{"portforward", n.startPortForward},
 		{"metrics", n.startMetrics}, // before control: the API serves its figures
 		{"control", n.startControl},
 	}
@@ -288,11 +298,14 @@ func natConfig(c *config.Config) nat.Config {
 		Member4: c.Tunnel.Prefix4, Member6: c.Tunnel.Prefix6,
 		Gateway4: c.Tunnel.Gateway4(), Gateway6: c.Tunnel.Gateway6(),
 		Isolation: c.Filter.Isolation(), Block: c.Filter.Blocked, Allow: c.Filter.Allowed,
-		CaptureDNS: c.DNS.Captured(),
+		CaptureDNS: c.DNS.Captured(), PortForward: c.PortForward.Enabled,
 	}
 	if c.SOCKS.On() {
 		nc.ServiceTCP = []uint16{socksPort}
 		nc.ServiceUDP = [][2]uint16{{socksUDPFirst, socksUDPLast}}
+	}
+	if c.PortForward.Enabled {
+		nc.ServiceUDP = append(nc.ServiceUDP, [2]uint16{portforward.ServerPort, portforward.ServerPort})
 	}
 	switch ps, err := nat.ConnectedPrefixes(c.WAN.Interface); {
 	case err == nil:

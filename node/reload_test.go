@@ -176,7 +176,11 @@ func TestReloadWhileServing(t *testing.T) {
 func (f *fakeNAT) Restorations() uint64 { return 0 }
 
 func (f *fakeNAT) ConnDrops() (map[netip.Addr]nat.MemberDrops, error) { return nil, nil }
-func (f *fakeNAT) Mode() string                                       { return "inet" }
+
+func (f *fakeNAT) ApplyForwards(string, []nat.Forward) error { return nil }
+
+func (f *fakeNAT) RemoveForwards() error { return nil }
+func (f *fakeNAT) Mode() string          { return "inet" }
 
 // TestReloadUpdatesDenySet: the resolver and the proxy read the deny set
 // in force, so a reload that blocks a prefix blocks it for them too, and

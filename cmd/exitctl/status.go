@@ -104,7 +104,7 @@ func writeStatus(w io.Writer, s control.Status, l *control.Load, now time.Time) 
 	for _, svc := range []struct {
 		name string
 		st   *control.ServiceStatus
-	}{{"dns", s.DNS}, {"socks", s.SOCKS}} {
+	}{{"dns", s.DNS}, {"socks", s.SOCKS}, {"portforward", s.PortForward}} {
 		if svc.st == nil {
 			fmt.Fprintf(tw, "%s\toff\n", svc.name)
 			continue

@@ -81,10 +81,13 @@ func cleanup(cfg *config.Config, out io.Writer) error {
 	if err == nil {
 		err = m.Remove()
 	}
+	if err == nil {
+		err = m.RemoveForwards()
+	}
 	if err != nil {
 		errs = append(errs, err)
 	} else {
-		fmt.Fprintln(out, "nftables tables inet exitd, ip exitd_nat, ip6 exitd_nat: removed (or absent)")
+		fmt.Fprintln(out, "nftables tables inet exitd, ip exitd_nat, ip6 exitd_nat, ip exitd_pf: removed (or absent)")
 	}
 	if err := tunnel.DeleteLink(cfg.Tunnel.Name); err != nil {
 		errs = append(errs, err)
