@@ -69,7 +69,7 @@ func TestBounds(t *testing.T) {
 		{"packet limit max", withTable("[scheduler]\npacket_limit = 1048576\n"), "", "", func(c *Config) bool { return c.Scheduler.PacketLimit == 1<<20 }},
 		{"packet limit over", withTable("[scheduler]\npacket_limit = 1048577\n"), "scheduler.packet_limit", "0 (auto) to 1048576", nil},
 		{"packet limit negative", withTable("[scheduler]\npacket_limit = -1\n"), "scheduler.packet_limit", "got -1", nil},
-		{"rate min", withTable("[scheduler]\negress_rate = \"64kbit\"\n"), "", "", func(c *Config) bool { return c.Scheduler.Egress == 64_000 }},
+		{"rate min", withTable("[scheduler]\negress_rate = \"64kbit\"\n"), "", "", func(c *Config) bool { return c.Scheduler.Egress.BitsPerSecond == 64_000 }},
 		{"rate max", withTable("[scheduler]\ningress_rate = \"400gbit\"\n"), "", "", func(c *Config) bool { return c.Scheduler.Ingress == 400e9 }},
 		{"ingress over", withTable("[scheduler]\ningress_rate = \"401gbit\"\n"), "scheduler.ingress_rate", "between 64kbit and 400gbit", nil},
 		{"ingress unit", withTable("[scheduler]\ningress_rate = \"5mib\"\n"), "scheduler.ingress_rate", `unknown unit "mib"`, nil},

@@ -138,12 +138,13 @@ type Control struct {
 // Scheduler is the fair scheduler in front of wireguard-go.
 type Scheduler struct {
 	Discipline string `toml:"discipline"`
-	// Egress and Ingress pace downloads and uploads, bits per second
-	// (0 = no pacing).
-	Egress      Rate `toml:"egress_rate"`
-	Ingress     Rate `toml:"ingress_rate"`
-	ByteLimit   int  `toml:"byte_limit"`
-	PacketLimit int  `toml:"packet_limit"`
+	// Egress paces downloads (toward members): auto (default, the WAN
+	// link's speed less 5 %), off, or a rate; Ingress paces uploads, bits
+	// per second (0 = no pacing). docs/scheduler.md, "Choosing egress_rate".
+	Egress      PaceRate `toml:"egress_rate"`
+	Ingress     Rate     `toml:"ingress_rate"`
+	ByteLimit   int      `toml:"byte_limit"`
+	PacketLimit int      `toml:"packet_limit"`
 }
 
 // Members is the registry's policy.

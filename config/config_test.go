@@ -39,7 +39,7 @@ func TestDefaults(t *testing.T) {
 		{"socket", c.Control.Socket, "/run/exitd/control.sock"},
 		{"group", c.Control.Group, "exitd"},
 		{"discipline", c.Scheduler.Discipline, "srr"},
-		{"egress", c.Scheduler.Egress, Rate(0)},
+		{"egress", c.Scheduler.Egress, PaceRate{}},
 		{"quarantine", c.Members.Quarantine.Duration, 24 * time.Hour},
 		{"log", c.Log.Level, "info"},
 		{"sample", c.Metrics.SampleInterval.Duration, 15 * time.Second},
@@ -106,8 +106,8 @@ level = "DEBUG"
 		netip.MustParsePrefix("fd00:7::/64")}; !slices.Equal(c.Filter.Allowed, want) {
 		t.Errorf("allowed %v, want %v", c.Filter.Allowed, want)
 	}
-	if c.Scheduler.Egress != 95_000_000 || c.Scheduler.Ingress != 80_000_000 {
-		t.Errorf("rates %d %d", c.Scheduler.Egress, c.Scheduler.Ingress)
+	if c.Scheduler.Egress.BitsPerSecond != 95_000_000 || c.Scheduler.Ingress != 80_000_000 {
+		t.Errorf("rates %d %d", c.Scheduler.Egress.BitsPerSecond, c.Scheduler.Ingress)
 	}
 	if c.Tunnel.Prefix6.IsValid() || c.Tunnel.Gateway6().IsValid() {
 		t.Error("ipv6 should be off")

@@ -32,6 +32,49 @@ func (r *Rate) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler (bits per second).
 func (r Rate) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "%d", uint64(r)), nil }
 
+// PaceRate is the download pacing rate: "auto", "" or absent (the zero
+// value: the WAN link's reported speed, less 5 %), "off" or "0" (no
+// pacing), or a rate as Rate reads it.
+type PaceRate struct {
+	BitsPerSecond uint64 // set rate; 0 with Off false means auto
+	Off           bool
+}
+
+// Auto reports whether the rate comes from the WAN link's speed.
+func (r PaceRate) Auto() bool { return !r.Off && r.BitsPerSecond == 0 }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *PaceRate) UnmarshalText(b []byte) error {
+	switch s := strings.ToLower(strings.TrimSpace(string(b))); s {
+	case "", "auto":
+		*r = PaceRate{}
+	case "off", "0":
+		*r = PaceRate{Off: true}
+	default:
+		v, err := ParseRate(s)
+		if err != nil {
+			return fmt.Errorf("%w, \"auto\" or \"off\"", err)
+		}
+		if v == 0 {
+			*r = PaceRate{Off: true}
+			return nil
+		}
+		*r = PaceRate{BitsPerSecond: v}
+	}
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r PaceRate) MarshalText() ([]byte, error) {
+	switch {
+	case r.Off:
+		return []byte("off"), nil
+	case r.BitsPerSecond == 0:
+		return []byte("auto"), nil
+	}
+	return fmt.Appendf(nil, "%d", r.BitsPerSecond), nil
+}
+
 // AddrRange is "first-last" or a prefix (its addresses); the zero value
 // is unset.
 type AddrRange [2]netip.Addr

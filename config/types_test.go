@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,36 @@ func TestSelfParsingTypes(t *testing.T) {
 		"garbage": []any{"nope"}, "mapped": []any{"::ffff:10.0.0.0/104"}} {
 		if err := l.UnmarshalTOML(v); err == nil {
 			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+func TestPaceRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want PaceRate
+		auto bool
+		text string
+	}{
+		{"", PaceRate{}, true, "auto"},
+		{"auto", PaceRate{}, true, "auto"},
+		{"AUTO", PaceRate{}, true, "auto"},
+		{"off", PaceRate{Off: true}, false, "off"},
+		{"0", PaceRate{Off: true}, false, "off"},
+		{"95mbit", PaceRate{BitsPerSecond: 95_000_000}, false, "95000000"},
+	} {
+		var r PaceRate
+		if err := r.UnmarshalText([]byte(tc.in)); err != nil || r != tc.want || r.Auto() != tc.auto {
+			t.Errorf("%q: %+v auto %v err %v, want %+v", tc.in, r, r.Auto(), err, tc.want)
+		}
+		if b, _ := r.MarshalText(); string(b) != tc.text {
+			t.Errorf("%q marshals to %q, want %q", tc.in, b, tc.text)
+		}
+	}
+	for _, bad := range []string{"fast", "10kbit", "-5mbit", "1tbit"} {
+		r := PaceRate{BitsPerSecond: 7}
+		if err := r.UnmarshalText([]byte(bad)); err == nil || !strings.Contains(err.Error(), `"auto" or "off"`) {
+			t.Errorf("%q: err %v", bad, err)
 		}
 	}
 }

@@ -22,6 +22,10 @@ type SchedStats struct {
 	Members                           int
 	Down, Up                          SchedDir
 	EgressRate, IngressRate           uint64 // pacer rates, bit/s; 0 = unpaced
+	// EgressSource is where EgressRate comes from: "config", "link" (the
+	// WAN's reported speed), "off", or "unknown" (auto, but the WAN
+	// reports no speed: unpaced, and fairness needs egress_rate).
+	EgressSource string
 	InflightBytes, InflightLimit      int64
 	InnerReadErrors, InnerWriteErrors uint64
 	OversizeDrops                     uint64
@@ -42,6 +46,7 @@ type schedCollector struct {
 	activeMembers, activeFlows                         *prometheus.Desc
 	sentPackets, sentBytes, drops, marks               *prometheus.Desc
 	pacer, inflight, inflightLimit, errors, info       *prometheus.Desc
+	egressSource                                       *prometheus.Desc
 	sojourn                                            *prometheus.Desc
 }
 
@@ -72,6 +77,7 @@ func NewSchedCollector(src SchedSource, t *Table, bounds []time.Duration) promet
 	c.inflight = prometheus.NewDesc("exitd_sched_inflight_bytes", "Download bytes handed to wireguard-go and not yet sent on the UDP socket.", nil, nil)
 	c.inflightLimit = prometheus.NewDesc("exitd_sched_inflight_limit_bytes", "The bound on in-flight download bytes.", nil, nil)
 	c.errors = prometheus.NewDesc("exitd_sched_tun_errors_total", "TUN read and write errors seen by the scheduler.", []string{"op"}, nil)
+	c.egressSource = prometheus.NewDesc("exitd_sched_egress_rate_source", "Where the download pacing rate comes from, as a label (always 1): config, link (the WAN's reported speed less 5 %), off, or unknown — auto, but the WAN reports no speed, so downloads are unpaced and the queue forms in the provider's buffer, not in exitd: set [scheduler] egress_rate for fairness.", []string{"source"}, nil)
 	c.info = prometheus.NewDesc("exitd_sched_info", "The scheduler's discipline (srr or fifo) as a label; always 1.", []string{"discipline"}, nil)
 	c.sojourn = prometheus.NewDesc("exitd_sched_sojourn_seconds", "Time packets spent queued in the scheduler, enqueue to hand-out.", dir, nil)
 	return c
@@ -80,7 +86,7 @@ func NewSchedCollector(src SchedSource, t *Table, bounds []time.Duration) promet
 func (c *schedCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.queueBytes, c.queuePackets, c.limitBytes, c.limitPackets,
 		c.activeMembers, c.activeFlows, c.sentPackets, c.sentBytes, c.drops, c.marks, c.pacer,
-		c.inflight, c.inflightLimit, c.errors, c.info, c.sojourn} {
+		c.inflight, c.inflightLimit, c.errors, c.info, c.sojourn, c.egressSource} {
 		ch <- d
 	}
 }
@@ -97,6 +103,9 @@ func (c *schedCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
 	}
 	gauge(c.info, 1, s.Discipline)
+	if s.EgressSource != "" {
+		gauge(c.egressSource, 1, s.EgressSource)
+	}
 	for _, d := range []struct {
 		name string
 		s    *SchedDir

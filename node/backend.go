@@ -270,6 +270,9 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	if r := n.nat.Restorations(); r > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("nftables: exitd's table was deleted or edited by someone else and restored %d times since start; find who (journalctl, firewalld, nft scripts)", r))
 	}
+	if _, src := egressRate(cfg, n.linkSpeed); egressWarning(src, cfg.WAN.Interface) != "" {
+		s.Warnings = append(s.Warnings, egressWarning(src, cfg.WAN.Interface))
+	}
 	if cfg.PublicEndpoint == "" {
 		s.Warnings = append(s.Warnings, "public_endpoint is not set: client configs have no usable Endpoint")
 	}
@@ -283,7 +286,7 @@ func (n *Node) view(m members.Member, s dataplane.Sample) control.Member {
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled, MaxConns: m.MaxConns,
 		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit,
-		LimitsEnforced: dataplane.LimitsEnforced(schedConfig(n.config())),
+		LimitsEnforced: dataplane.LimitsEnforced(n.schedConfig(n.config())),
 		KeyKept:        m.PrivateKey != nil,
 	}
 	if ps, ok := s.Cur[m.PublicKey]; ok {

@@ -27,7 +27,8 @@ import (
 // wireguard-go device and scheduler, no root, no kernel.
 func testPlane(t testing.TB, cfg *config.Config, priv keys.Key, now func() time.Time) *dataplane.Plane {
 	t.Helper()
-	p, err := dataplane.Open(planeConfig(cfg, priv), dataplane.Options{
+	n := &Node{linkSpeed: func(string) (uint64, bool) { return 0, false }}
+	p, err := dataplane.Open(n.planeConfig(cfg, priv), dataplane.Options{
 		Logger: slog.New(slog.DiscardHandler), Now: now,
 		Device: tuntest.NewChannelTUN().TUN(), Bind: bindtest.NewChannelBinds()[0], NoUAPI: true,
 	})

@@ -81,7 +81,7 @@ func (n *Node) Reload() error {
 	if err := n.ruleset(cfg).Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	if err := schedConfig(cfg).Validate(); err != nil {
+	if err := n.schedConfig(cfg).Validate(); err != nil {
 		return fmt.Errorf("reload: scheduler: %w", err)
 	}
 	if err := applySteps(n.reloadSteps(old, cfg)); err != nil {
@@ -106,8 +106,8 @@ type step struct {
 // reloadSteps are the changes from old to cfg, in order.
 func (n *Node) reloadSteps(old, cfg *config.Config) []step {
 	steps := []step{{"scheduler",
-		func() error { return n.plane.SetSchedConfig(schedConfig(cfg)) },
-		func() error { return n.plane.SetSchedConfig(schedConfig(old)) }}}
+		func() error { return n.plane.SetSchedConfig(n.schedConfig(cfg)) },
+		func() error { return n.plane.SetSchedConfig(n.schedConfig(old)) }}}
 	// The ruleset is rebuilt from the new config and the WAN's current
 	// prefixes, and compared with the one applied last: a WAN address
 	// change alone re-applies it too.

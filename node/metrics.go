@@ -135,11 +135,16 @@ func (s schedSource) SchedStats() (metrics.SchedStats, bool) {
 	return metrics.SchedStats{
 		Discipline: st.Discipline, Members: st.Members,
 		Down: schedDir(st.Down), Up: schedDir(st.Up),
-		EgressRate: st.EgressRate, IngressRate: st.IngressRate,
+		EgressRate: st.EgressRate, IngressRate: st.IngressRate, EgressSource: s.egressSource(),
 		InflightBytes: st.InflightBytes, InflightLimit: st.InflightLimit,
 		InnerReadErrors: st.InnerReadErrors, InnerWriteErrors: st.InnerWriteErrors,
 		OversizeDrops: st.OversizeDrops,
 	}, true
+}
+
+func (s schedSource) egressSource() string {
+	_, src := egressRate(s.n.config(), s.n.linkSpeed)
+	return src
 }
 
 // natReason maps a ruleset counter name to its metric reason.

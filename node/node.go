@@ -39,6 +39,7 @@ import (
 	"exitd/service"
 	"exitd/socks"
 	"exitd/tuning"
+	"exitd/units"
 )
 
 // Notifier tells the service manager about state changes ("READY=1",
@@ -111,6 +112,8 @@ type Node struct {
 	// the prefixes (nat.FlushConntrack in the node's namespace); cutCh
 	// queues prefixes for routineCut while the node runs (conntrack.go).
 	flushCT func(ps ...netip.Prefix) (int, error)
+	// linkSpeed reads a link's speed for the auto egress rate (egress.go).
+	linkSpeed func(ifname string) (uint64, bool)
 	// ctMaxPath is nf_conntrack_max (quota.go); countCT counts conntrack
 	// entries per member address and conns caches it (connstate.go).
 	ctMaxPath string
@@ -162,6 +165,7 @@ func New(opts Options) *Node {
 	n.flushCT = func(ps ...netip.Prefix) (int, error) { return nat.FlushConntrack(0, ps...) }
 	n.cutCh = make(chan []netip.Prefix, 256)
 	n.ctMaxPath = ctMaxPath
+	n.linkSpeed = func(ifname string) (uint64, bool) { return linkSpeed(sysClassNet, ifname) }
 	n.countCT = func(ps []netip.Prefix) (map[netip.Addr]int, error) { return nat.CountConntrack(0, ps) }
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -377,17 +381,19 @@ func (n *Node) startNAT() (func(), error) {
 	}, nil
 }
 
-// schedConfig maps the daemon config onto the scheduler's.
-func schedConfig(c *config.Config) dataplane.SchedConfig {
+// schedConfig maps the daemon config onto the scheduler's, with the
+// download pacing rate resolved (egress.go).
+func (n *Node) schedConfig(c *config.Config) dataplane.SchedConfig {
+	egress, _ := egressRate(c, n.linkSpeed)
 	return dataplane.SchedConfig{
 		Discipline: c.Scheduler.Discipline,
-		EgressRate: uint64(c.Scheduler.Egress), IngressRate: uint64(c.Scheduler.Ingress),
+		EgressRate: egress, IngressRate: uint64(c.Scheduler.Ingress),
 		LimitBytes: c.Scheduler.ByteLimit, LimitPackets: c.Scheduler.PacketLimit,
 	}
 }
 
 // planeConfig maps the daemon config onto the data plane's.
-func planeConfig(c *config.Config, priv keys.Key) dataplane.Config {
+func (n *Node) planeConfig(c *config.Config, priv keys.Key) dataplane.Config {
 	var addrs []netip.Prefix
 	if p := c.Tunnel.Prefix4; p.IsValid() {
 		addrs = append(addrs, netip.PrefixFrom(c.Tunnel.Gateway4(), p.Bits()))
@@ -397,7 +403,7 @@ func planeConfig(c *config.Config, priv keys.Key) dataplane.Config {
 	}
 	return dataplane.Config{
 		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port, PrivateKey: priv, Addrs: addrs,
-		Sched: schedConfig(c), EndpointsPath: filepath.Join(c.StateDir, endpointsFile),
+		Sched: n.schedConfig(c), EndpointsPath: filepath.Join(c.StateDir, endpointsFile),
 	}
 }
 
@@ -408,11 +414,18 @@ const endpointsFile = "endpoints.json"
 // it (the reconcile at start) and rejoins them at their last endpoints.
 func (n *Node) startPlane() (func(), error) {
 	n.setupHealth()
+	c := n.config()
+	switch rate, src := egressRate(c, n.linkSpeed); src {
+	case egressUnknown:
+		n.log.Warn(egressWarning(src, c.WAN.Interface))
+	default:
+		n.log.Info("download pacing", "rate", units.FormatBitRate(float64(rate)), "source", src, "wan", c.WAN.Interface)
+	}
 	var store dataplane.FileStore
 	if n.svc != nil {
 		store = n.svc
 	}
-	p, err := dataplane.Open(planeConfig(n.config(), n.priv), dataplane.Options{
+	p, err := dataplane.Open(n.planeConfig(n.config(), n.priv), dataplane.Options{
 		Logger: n.log, Now: n.now, Store: store, Health: n.health,
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -58,9 +59,56 @@ func TestNatConfig(t *testing.T) {
 }
 
 func TestSchedConfig(t *testing.T) {
-	s := schedConfig(mustConfig(t, "[scheduler]\ndiscipline = \"fifo\"\negress_rate = \"95mbit\"\nbyte_limit = 100000\n"))
+	n := &Node{linkSpeed: func(string) (uint64, bool) { return 10e9, true }}
+	s := n.schedConfig(mustConfig(t, "[scheduler]\ndiscipline = \"fifo\"\negress_rate = \"95mbit\"\nbyte_limit = 100000\n"))
 	if s.Discipline != "fifo" || s.EgressRate != 95_000_000 || s.LimitBytes != 100000 {
 		t.Fatalf("%+v", s)
+	}
+	if s := n.schedConfig(mustConfig(t, "")); s.EgressRate != 9_500_000_000 {
+		t.Fatalf("auto on a 10 Gbit/s link: %d bit/s, want 95 %%", s.EgressRate)
+	}
+}
+
+func TestEgressRate(t *testing.T) {
+	fast := func(string) (uint64, bool) { return 1e9, true }
+	none := func(string) (uint64, bool) { return 0, false }
+	for _, tc := range []struct {
+		extra  string
+		speed  func(string) (uint64, bool)
+		rate   uint64
+		source string
+	}{
+		{"", fast, 950_000_000, egressLink},
+		{"", none, 0, egressUnknown},
+		{"[scheduler]\negress_rate = \"auto\"\n", fast, 950_000_000, egressLink},
+		{"[scheduler]\negress_rate = \"off\"\n", fast, 0, egressOff},
+		{"[scheduler]\negress_rate = \"200mbit\"\n", fast, 200_000_000, egressConfig},
+		{"[scheduler]\negress_rate = \"200mbit\"\n", none, 200_000_000, egressConfig},
+	} {
+		rate, src := egressRate(mustConfig(t, tc.extra), tc.speed)
+		if rate != tc.rate || src != tc.source {
+			t.Errorf("%q: %d bit/s from %s, want %d from %s", tc.extra, rate, src, tc.rate, tc.source)
+		}
+		if w := egressWarning(src, "eth0"); (w != "") != (src == egressUnknown) {
+			t.Errorf("%q: warning %q for source %s", tc.extra, w, src)
+		}
+	}
+}
+
+func TestLinkSpeed(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"eth0": "1000\n", "veth0": "10000\n", "virt0": "-1\n", "bad0": "fast\n"} {
+		os.MkdirAll(filepath.Join(dir, name), 0o755)
+		os.WriteFile(filepath.Join(dir, name, "speed"), []byte(content), 0o644)
+	}
+	for _, tc := range []struct {
+		name string
+		bps  uint64
+		ok   bool
+	}{{"eth0", 1e9, true}, {"veth0", 10e9, true}, {"virt0", 0, false}, {"bad0", 0, false}, {"missing0", 0, false}} {
+		if bps, ok := linkSpeed(dir, tc.name); bps != tc.bps || ok != tc.ok {
+			t.Errorf("%s: %d %v, want %d %v", tc.name, bps, ok, tc.bps, tc.ok)
+		}
 	}
 }
 

@@ -10,7 +10,8 @@ const (
 )
 
 // bindWrapper passes everything to the real bind and, after each Send,
-// credits the in-flight bound with the data messages it carried.
+// credits the in-flight bound with the data messages it carried (and
+// notes the extra outer-header bytes of IPv6 endpoints for the pacer).
 // Handshake, cookie and keepalive messages are neither delayed nor counted.
 type bindWrapper struct {
 	conn.Bind
@@ -30,13 +31,17 @@ func (d *Device) WrapBind(b conn.Bind) conn.Bind {
 // Send sends bufs through the real bind, then credits data messages.
 func (b *bindWrapper) Send(bufs [][]byte, ep conn.Endpoint) error {
 	err := b.Bind.Send(bufs, ep)
-	var sent int64
+	var sent, msgs int64
 	for _, m := range bufs {
 		if len(m) > messageKeepaliveSize && m[0] == messageTransportType && m[1]|m[2]|m[3] == 0 {
 			sent += int64(len(m))
+			msgs++
 		}
 	}
 	if sent > 0 {
+		if a := ep.DstIP(); a.Is6() && !a.Is4In6() {
+			b.d.outer6.Add(msgs * TunnelOverhead6Extra)
+		}
 		b.d.infl.credit(sent)
 		nudge(b.d.wakeRead)
 	}

@@ -18,6 +18,12 @@ const (
 // Queue limits, quanta and the pacer are all charged in on-wire bytes.
 const TunnelOverhead = 32 + 8 + 20
 
+// TunnelOverhead6Extra is what an IPv6 outer header (40 bytes) costs
+// beyond IPv4's: the pacer charges it for each data message the bind sends
+// to a member's IPv6 endpoint (the family is known only at send time, so
+// queue limits and quanta keep TunnelOverhead).
+const TunnelOverhead6Extra = 20
+
 // Config is the scheduler configuration, mapped by the composition root from
 // the TOML [scheduler] table. The zero value is valid: srr, no pacing,
 // defaults for everything. Every field is clamped to a sane range rather than

@@ -95,6 +95,9 @@ type Device struct {
 	readTimer *time.Timer
 
 	infl inflight
+	// outer6 is pacer debt in bytes for IPv6 outer headers: added by the
+	// bind at each send to an IPv6 endpoint, charged by the next Read.
+	outer6 atomic.Int64
 
 	wakeRead  chan struct{} // cap 1: data queued, credit, config
 	wakeDrain chan struct{} // cap 1: upload data queued, config

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
@@ -613,6 +614,56 @@ func TestUploadBypass(t *testing.T) {
 		synctest.Wait()
 		if st := d.Stats(); st.UpBypassPackets != 1 || st.Up.EnqueuedPackets != 2 {
 			t.Fatalf("with ingress rate: bypass %d, enqueued %d", st.UpBypassPackets, st.Up.EnqueuedPackets)
+		}
+	})
+}
+
+// sinkBind sends nothing (it takes any endpoint type).
+type sinkBind struct{ conn.Bind }
+
+func (sinkBind) Send([][]byte, conn.Endpoint) error { return nil }
+
+// endpoint6 is a member endpoint of a given address.
+type endpoint6 struct {
+	bindtest.ChannelEndpoint
+	addr netip.Addr
+}
+
+func (e endpoint6) DstIP() netip.Addr { return e.addr }
+
+// Data messages to an IPv6 endpoint cost the pacer 20 bytes more each (a
+// 40-byte outer header instead of 20); IPv4 and 4in6 endpoints nothing.
+func TestDeviceChargesIPv6Outer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ch := tuntest.NewChannelTUN()
+		d := newTestDevice(t, ch.TUN(), Config{EgressRate: 10_000_000}, 1)
+		defer d.Close()
+		b := d.WrapBind(sinkBind{bindtest.NewChannelBinds()[0]})
+		data := make([]byte, wgMessageLen(1400, 1420))
+		data[0] = 4
+		keepalive := make([]byte, 32)
+		keepalive[0] = 4
+		for _, tc := range []struct {
+			addr string
+			want int64
+		}{{"2001:db8::7", 3 * TunnelOverhead6Extra}, {"192.0.2.7", 0}, {"::ffff:192.0.2.7", 0}} {
+			d.outer6.Store(0)
+			b.Send([][]byte{data, data, keepalive, data}, endpoint6{bindtest.ChannelEndpoint(1), netip.MustParseAddr(tc.addr)})
+			if got := d.outer6.Load(); got != tc.want {
+				t.Errorf("%s: pacer debt %d bytes, want %d", tc.addr, got, tc.want)
+			}
+		}
+		// The next Read charges the debt to the pacer.
+		d.outer6.Store(3 * TunnelOverhead6Extra)
+		ch.Outbound <- ipv4Packet(serverAddr, memberAddr(0), protoUDP, 1, 1, 1400, 0)
+		synctest.Wait()
+		before := d.egress.tokens
+		readPackets(t, d, 1)
+		if d.outer6.Load() != 0 {
+			t.Fatal("Read did not take the IPv6 outer-header debt")
+		}
+		if spent := before - d.egress.tokens; spent < 1400+TunnelOverhead+3*TunnelOverhead6Extra-100 {
+			t.Errorf("pacer charged %d bytes for one 1400-byte packet and 3 IPv6 headers", spent)
 		}
 	})
 }

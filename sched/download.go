@@ -187,7 +187,7 @@ func (d *Device) copyOut(p *params, now int64, bufs [][]byte, sizes []int, offse
 		wire += int64(ln) + TunnelOverhead
 		debt += wgMessageLen(ln, int(p.mtu))
 	}
-	d.egress.charge(wire)
+	d.egress.charge(wire + d.outer6.Swap(0))
 	d.infl.add(now, debt, p.expire)
 	return n
 }
