@@ -18,14 +18,14 @@ type SchedDir struct {
 
 // SchedStats are the scheduler's node-wide figures.
 type SchedStats struct {
-	Discipline                        string
-	Members                           int
-	Down, Up                          SchedDir
-	EgressRate, IngressRate           uint64 // pacer rates, bit/s; 0 = unpaced
+	Discipline              string
+	Members                 int
+	Down, Up                SchedDir
+	EgressRate, IngressRate uint64 // pacer rates, bit/s; 0 = unpaced
 	// EgressSource is where EgressRate comes from: "config", "link" (the
 	// WAN's reported speed), "off", or "unknown" (auto, but the WAN
 	// reports no speed: unpaced, and fairness needs egress_rate).
-	EgressSource string
+	EgressSource                      string
 	InflightBytes, InflightLimit      int64
 	InnerReadErrors, InnerWriteErrors uint64
 	OversizeDrops                     uint64
