@@ -77,24 +77,25 @@ func (p plan) indexOf(a netip.Addr) (uint32, bool) {
 // allocator hands out free slots, next-fit, skipping slots in use and slots
 // freed less than quarantine ago. Not safe for concurrent use.
 type allocator struct {
-	plan       plan
-	used       map[uint32]bool
+	plan plan
+	// used: slots held by a member, or taken by another registry of a
+	// shared store in a way this one has not seen yet.
+	used map[uint32]bool
+	// freed: when each quarantined slot's member left.
 	freed      map[uint32]time.Time
 	quarantine time.Duration
 	next       uint32
-	// lastReused: the slot the last successful take or claim handed out
-	// had been freed before (its address had another owner).
-	lastReused bool
 }
 
 func newAllocator(p plan, quarantine time.Duration) *allocator {
 	return &allocator{plan: p, used: map[uint32]bool{}, freed: map[uint32]time.Time{}, quarantine: quarantine, next: 2}
 }
 
-// take allocates a slot or reports exhaustion.
-func (a *allocator) take(now time.Time) (uint32, bool) {
+// take allocates a slot or reports exhaustion; freed is the slot's expired
+// quarantine entry (zero: the address never had an owner).
+func (a *allocator) take(now time.Time) (i uint32, freed time.Time, ok bool) {
 	if a.plan.size <= 2 {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	span := a.plan.size - 2
 	for tried := uint32(0); tried < span; tried++ {
@@ -103,38 +104,59 @@ func (a *allocator) take(now time.Time) (uint32, bool) {
 		if a.next >= a.plan.size {
 			a.next = 2
 		}
-		if a.used[i] {
-			continue
+		if freed, ok := a.claim(i, now); ok {
+			return i, freed, true
 		}
-		_, a.lastReused = a.freed[i]
-		if t, ok := a.freed[i]; ok {
-			if now.Sub(t) < a.quarantine {
-				continue
-			}
-			delete(a.freed, i)
-		}
-		a.used[i] = true
-		return i, true
 	}
-	return 0, false
+	return 0, time.Time{}, false
 }
 
 // claim marks a specific slot used; false if it is taken or quarantined.
-func (a *allocator) claim(i uint32, now time.Time) bool {
+// freed is the slot's expired quarantine entry, which unclaim puts back.
+func (a *allocator) claim(i uint32, now time.Time) (freed time.Time, ok bool) {
 	if i < 2 || i >= a.plan.size || a.used[i] {
-		return false
+		return time.Time{}, false
 	}
-	if t, ok := a.freed[i]; ok && now.Sub(t) < a.quarantine {
-		return false
+	freed, q := a.freed[i]
+	if q && now.Sub(freed) < a.quarantine {
+		return time.Time{}, false
 	}
-	_, a.lastReused = a.freed[i]
 	delete(a.freed, i)
 	a.used[i] = true
-	return true
+	return freed, true
+}
+
+// unclaim undoes a take or claim that was not committed.
+func (a *allocator) unclaim(i uint32, freed time.Time) {
+	delete(a.used, i)
+	if !freed.IsZero() {
+		a.freed[i] = freed
+	}
 }
 
 // release frees a slot into quarantine.
-func (a *allocator) release(i uint32, now time.Time) {
+func (a *allocator) release(i uint32, now time.Time) { a.set(i, false, now) }
+
+// set records a slot's state as the store holds it.
+func (a *allocator) set(i uint32, used bool, freed time.Time) {
+	delete(a.freed, i)
 	delete(a.used, i)
-	a.freed[i] = now
+	switch {
+	case used:
+		a.used[i] = true
+	case !freed.IsZero():
+		a.freed[i] = freed
+	}
+}
+
+// layout names the plan for a store shared by several registries: they
+// must agree on what a slot's addresses are.
+func (p plan) layout() string {
+	s := func(p netip.Prefix) string {
+		if !p.IsValid() {
+			return "-"
+		}
+		return p.String()
+	}
+	return "ipv4 " + s(p.p4) + " ipv6 " + s(p.p6)
 }

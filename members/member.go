@@ -1,10 +1,13 @@
 // Package members is the member registry: each member's identity (WireGuard
 // public key), label, inner addresses and policy, the allocation of those
-// addresses from the member prefixes, and their durable storage in an
-// embedded bbolt database under the node's state directory.
+// addresses from the member prefixes, and their durable storage behind the
+// Store interface: an embedded bbolt database under the node's state
+// directory (Open), or a store a cluster of nodes shares (OpenStore with
+// members/etcdstore), whose changes by other nodes Follow applies.
 //
-// Every change the registry acknowledges has been committed (fsync) first.
-// It imports only exitd/keys; it knows nothing of the tunnel or the daemon.
+// Every change the registry acknowledges has been committed first (fsync,
+// or the shared store's quorum). It imports only exitd/keys and
+// exitd/bounds; it knows nothing of the tunnel, the daemon or etcd.
 package members
 
 import (
@@ -60,6 +63,12 @@ var (
 	ErrNotFound     = errors.New("no such member")
 	// ErrInvalidPolicy: weight or rate cap out of range.
 	ErrInvalidPolicy = errors.New("invalid member policy")
+	// ErrStoreUnavailable: the shared store cannot be reached; the
+	// registry still serves the members it knows, but refuses changes.
+	ErrStoreUnavailable = errors.New("member store unavailable")
+	// ErrConflict: another node changed the member meanwhile; the change
+	// reaches this node within a second, then the request can be retried.
+	ErrConflict = errors.New("member changed on another node")
 )
 
 // maxLabel bounds labels so they fit tables, metrics and logs.

@@ -1,30 +1,18 @@
 package members
 
 import (
-	"encoding/binary"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"exitd/keys"
-)
-
-// Bucket layout (bbolt):
-//
-//	members:    public key (32 bytes) -> Member as JSON
-//	quarantine: slot (4 bytes BE)     -> time freed (8 bytes BE unix nanos)
-var (
-	bucketMembers    = []byte("members")
-	bucketQuarantine = []byte("quarantine")
 )
 
 // Options configure a Registry.
@@ -36,150 +24,164 @@ type Options struct {
 	Rand       io.Reader        // key generation; default crypto/rand
 	// KeyDir holds the private keys of members whose key pair the node
 	// generated (--keep-key), one 0600 file each; default "member-keys"
-	// beside the database.
+	// beside the database (Open). Required with OpenStore: a shared store
+	// never holds private keys.
 	KeyDir string
 }
 
-// Registry is the durable member list. Its methods are safe for concurrent use.
+// maxAttempts bounds how often an add retries after losing slots to other
+// registries of a shared store (each retry knows at least one more taken
+// slot).
+const maxAttempts = 32
+
+// Registry is the durable member list. Its methods are safe for concurrent
+// use.
+//
+// Locking: wmu serializes every change of the registry's state, its own
+// writes and the changes of others that Follow applies, and is held across
+// the store calls; readers never take it, so a slow or unreachable store
+// delays writes, never reads. mu guards the index for readers; it is
+// taken for writing only with wmu held.
 type Registry struct {
-	db   *bbolt.DB
-	now  func() time.Time
-	rand io.Reader
-	keys keyStore
+	store   Store
+	watcher Watcher // nil: nobody else writes the store
+	layout  string
+	plan    plan
+	now     func() time.Time
+	rand    io.Reader
+	keys    keyStore
+
+	ctx       context.Context // ends at Close
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+	following atomic.Bool
+
+	wmu   sync.Mutex
+	alloc *allocator       // guarded by wmu
+	revs  map[uint32]int64 // guarded by wmu: per slot, the revision of the state the index holds
+	rev   int64            // guarded by wmu: others' changes are applied up to this revision
 
 	mu      sync.RWMutex
 	byKey   map[keys.Key]*Member
 	byLabel map[string]*Member
 	byIndex map[uint32]*Member
-	alloc   *allocator
 }
 
-// Open opens (creating if needed) the registry database at path.
+// Open opens (creating if needed) the embedded registry database at path.
 func Open(path string, opts Options) (*Registry, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	st, err := openBolt(path)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("members: open %s: locked by another process (is exitd already running?)", path)
-		}
-		return nil, fmt.Errorf("members: open %s: %w", path, err)
+		return nil, err
 	}
 	if opts.KeyDir == "" {
 		opts.KeyDir = filepath.Join(filepath.Dir(path), "member-keys")
 	}
-	r := &Registry{
-		db: db, now: opts.Now, rand: opts.Rand, keys: keyStore{opts.KeyDir},
-		byKey: map[keys.Key]*Member{}, byLabel: map[string]*Member{}, byIndex: map[uint32]*Member{},
-		alloc: newAllocator(newPlan(opts.Prefix4, opts.Prefix6), opts.Quarantine),
+	r := newRegistry(st, opts)
+	fail := func(err error) (*Registry, error) {
+		r.cancel()
+		st.Close()
+		return nil, err
 	}
-	migrated, err := r.load()
+	snap, err := st.Load(r.ctx, r.layout)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("members: load %s: %w", path, err)
+		return fail(fmt.Errorf("members: load %s: %w", path, err))
 	}
-	if migrated > 0 {
-		// The moved keys' old pages are free but still hold the bytes:
-		// rewrite the file so no private key stays on disk in it.
-		if r.db, err = compact(db, path); err != nil {
-			return nil, fmt.Errorf("members: compact %s after moving %d private keys out: %w", path, migrated, err)
+	// Entries from before the key store hold their private key: move it
+	// to its file first, then out of the database.
+	var legacy []*Member
+	for _, rec := range snap.Records {
+		if m := rec.Member; m != nil && m.PrivateKey != nil {
+			if err := r.keys.put(m.PublicKey, *m.PrivateKey); err != nil {
+				return fail(fmt.Errorf("members: load %s: %w", path, err))
+			}
+			legacy = append(legacy, m)
 		}
+	}
+	if len(legacy) > 0 {
+		if err := st.scrub(legacy); err != nil {
+			return fail(fmt.Errorf("members: compact %s after moving %d private keys out: %w", path, len(legacy), err))
+		}
+	}
+	if err := r.load(snap); err != nil {
+		return fail(fmt.Errorf("members: load %s: %w", path, err))
 	}
 	return r, nil
 }
 
-// compact rewrites the database at path into a fresh file and reopens it.
-func compact(db *bbolt.DB, path string) (*bbolt.DB, error) {
-	tmp := path + ".compact"
-	os.Remove(tmp)
-	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		db.Close()
-		return nil, err
+// OpenStore opens a registry over st, which it owns from then on (Close
+// closes it, and so does a failed OpenStore). A store that is a Watcher is
+// shared with other registries: Follow keeps this one in step with them.
+func OpenStore(st Store, opts Options) (*Registry, error) {
+	if opts.KeyDir == "" {
+		st.Close()
+		return nil, errors.New("members: open: Options.KeyDir is required with a store")
 	}
-	err = bbolt.Compact(dst, db, 1<<20)
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	db.Close()
+	r := newRegistry(st, opts)
+	snap, err := st.Load(r.ctx, r.layout)
 	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = r.load(snap)
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return nil, err
+		r.cancel()
+		st.Close()
+		return nil, fmt.Errorf("members: load: %w", err)
 	}
-	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	return r, nil
 }
 
-// load reads the database into memory; migrated counts private keys moved
-// out of entries written before the key store.
-func (r *Registry) load() (migrated int, err error) {
-	err = r.db.Update(func(tx *bbolt.Tx) error {
-		mb, err := tx.CreateBucketIfNotExists(bucketMembers)
-		if err != nil {
-			return err
-		}
-		qb, err := tx.CreateBucketIfNotExists(bucketQuarantine)
-		if err != nil {
-			return err
-		}
-		if err := qb.ForEach(func(k, v []byte) error {
-			if len(k) == 4 && len(v) == 8 {
-				r.alloc.freed[binary.BigEndian.Uint32(k)] = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+func newRegistry(st Store, opts Options) *Registry {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := newPlan(opts.Prefix4, opts.Prefix6)
+	r := &Registry{
+		store: st, layout: p.layout(), plan: p, now: opts.Now, rand: opts.Rand, keys: keyStore{opts.KeyDir},
+		alloc: newAllocator(p, opts.Quarantine), revs: map[uint32]int64{},
+		byKey: map[keys.Key]*Member{}, byLabel: map[string]*Member{}, byIndex: map[uint32]*Member{},
+	}
+	r.watcher, _ = st.(Watcher)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r
+}
+
+// load fills the index from a snapshot.
+func (r *Registry) load(snap Snapshot) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range snap.Records {
+		if m := rec.Member; m != nil {
+			if err := CheckLabel(m.Label); err != nil {
+				return fmt.Errorf("member in slot %d: %w", rec.Slot, err)
 			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return mb.ForEach(func(k, v []byte) error {
-			m := new(Member)
-			if err := json.Unmarshal(v, m); err != nil {
-				return fmt.Errorf("member %x: %w", k, err)
+			if _, ok := r.byKey[m.PublicKey]; ok {
+				return fmt.Errorf("member in slot %d: public key %s stored twice", rec.Slot, m.PublicKey)
 			}
-			m.Weight = normWeight(m.Weight) // entries from before normalisation
-			if m.PrivateKey != nil {
-				// An entry from before the key store: move the key out of
-				// the database.
-				if err := r.keys.put(m.PublicKey, *m.PrivateKey); err != nil {
-					return err
-				}
-				v, err := encode(m)
-				if err != nil {
-					return err
-				}
-				if err := mb.Put(k, v); err != nil {
-					return err
-				}
-				m.PrivateKey = nil
-				migrated++
-				if priv, ok, err := r.keys.get(m.PublicKey); err != nil || !ok {
-					return fmt.Errorf("key store: moved key unreadable: %v", err)
-				} else {
-					m.PrivateKey = &priv
-				}
-			} else if priv, ok, err := r.keys.get(m.PublicKey); err != nil {
+			if _, ok := r.byLabel[m.Label]; ok {
+				return fmt.Errorf("member in slot %d: label %q stored twice", rec.Slot, m.Label)
+			}
+			if _, _, err := r.keys.get(m.PublicKey); err != nil {
 				return err
-			} else if ok {
-				m.PrivateKey = &priv
 			}
-			r.byKey[m.PublicKey] = m
-			r.byIndex[m.Index] = m
-			r.byLabel[m.Label] = m
-			r.alloc.used[m.Index] = true
-			delete(r.alloc.freed, m.Index)
-			return nil
-		})
-	})
-	return migrated, err
+		}
+		r.setLocked(rec, nil)
+	}
+	r.rev = snap.Rev
+	return nil
 }
 
-// Close closes the database.
-func (r *Registry) Close() error { return r.db.Close() }
+// Close stops Follow and closes the store. It is idempotent.
+func (r *Registry) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wmu.Lock()
+		defer r.wmu.Unlock()
+		r.closeErr = r.store.Close()
+	})
+	return r.closeErr
+}
 
 // AddRequest describes a new member. PublicKey nil means generate a key pair
 // and keep the private key. IPv4 or IPv6, when valid, asks for the slot of
@@ -210,34 +212,26 @@ func (r *Registry) Add(req AddRequest) (Member, error) {
 	return ms[0], nil
 }
 
-// AddBatch registers several members in one transaction: all or none.
+// AddBatch registers several members at once: all or none. On a shared
+// store a large batch takes several store transactions, and a failing one
+// undoes the earlier ones (docs/members.md).
 func (r *Registry) AddBatch(reqs []AddRequest) ([]Member, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
 	now := r.now()
-	out := make([]Member, 0, len(reqs))
-	var taken []uint32
-	cursor := r.alloc.next
-	undo := func() {
-		for _, i := range taken {
-			delete(r.alloc.used, i)
-		}
-		r.alloc.next = cursor
-	}
+	base := make([]Member, len(reqs))
 	seenKey := map[keys.Key]bool{}
 	seenLabel := map[string]bool{}
-	for _, req := range reqs {
-		m, err := r.prepareLocked(req, now)
+	for i, req := range reqs {
+		m, err := r.newMemberLocked(req, now)
 		if err == nil && (seenKey[m.PublicKey] || seenLabel[m.Label]) {
 			err = fmt.Errorf("%w: %q appears twice in the request", ErrDuplicate, m.Label)
 		}
 		if err != nil {
-			undo()
 			return nil, err
 		}
 		seenKey[m.PublicKey], seenLabel[m.Label] = true, true
-		taken = append(taken, m.Index)
-		out = append(out, m)
+		base[i] = m
 	}
 	// Kept private keys go to their files first: an entry is never
 	// committed without its key.
@@ -247,48 +241,106 @@ func (r *Registry) AddBatch(reqs []AddRequest) ([]Member, error) {
 			r.keys.remove(pub)
 		}
 	}
-	for i := range out {
-		if out[i].PrivateKey != nil {
-			if err := r.keys.put(out[i].PublicKey, *out[i].PrivateKey); err != nil {
+	for i := range base {
+		if base[i].PrivateKey != nil {
+			if err := r.keys.put(base[i].PublicKey, *base[i].PrivateKey); err != nil {
 				dropKeys()
-				undo()
 				return nil, err
 			}
-			kept = append(kept, out[i].PublicKey)
+			kept = append(kept, base[i].PublicKey)
 		}
 	}
-	err := r.db.Update(func(tx *bbolt.Tx) error {
-		mb, qb := tx.Bucket(bucketMembers), tx.Bucket(bucketQuarantine)
-		for i := range out {
-			v, err := encode(&out[i])
-			if err != nil {
-				return err
-			}
-			if err := mb.Put(out[i].PublicKey[:], v); err != nil {
-				return err
-			}
-			if err := qb.Delete(slotKey(out[i].Index)); err != nil {
-				return err
-			}
+	for attempt := 1; ; attempt++ {
+		ops, undo, err := r.allocLocked(reqs, base, now)
+		if err != nil {
+			dropKeys()
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		dropKeys()
+		revs, err := r.store.Commit(r.ctx, ops)
+		if err == nil {
+			out := make([]Member, len(ops))
+			r.mu.Lock()
+			for i, op := range ops {
+				m := *op.Next.Member
+				r.putLocked(&m)
+				r.revs[m.Index] = revs[i]
+				out[i] = m
+			}
+			r.mu.Unlock()
+			return out, nil
+		}
 		undo()
-		return nil, fmt.Errorf("members: add: %w", err)
+		r.settleLocked(ops, revs)
+		var c *ConflictError
+		switch {
+		case errors.As(err, &c) && len(c.Labels) > 0:
+			err = fmt.Errorf("%w: label %q is taken (by a member added on another node)", ErrDuplicate, c.Labels[0])
+		case c != nil && len(c.Keys) > 0:
+			err = fmt.Errorf("%w: public key %s belongs to a member added on another node", ErrDuplicate, c.Keys[0])
+		case c != nil && attempt < maxAttempts:
+			// Another registry took these slots: skip them until Follow
+			// tells what they hold.
+			for _, i := range c.Slots {
+				r.alloc.set(i, true, time.Time{})
+			}
+			continue
+		case errors.Is(err, ErrStoreUnavailable):
+			// Part of the batch may be in the store; its kept keys stay
+			// for when Follow brings those members in.
+			return nil, fmt.Errorf("members: add: %w", err)
+		default:
+			err = fmt.Errorf("members: add: %w", err)
+		}
+		dropKeys()
+		return nil, err
 	}
-	for i := range out {
-		m := out[i]
-		r.byKey[m.PublicKey] = &m
-		r.byIndex[m.Index] = &m
-		r.byLabel[m.Label] = &m
-	}
-	return out, nil
 }
 
-// prepareLocked validates req and allocates its slot (marking it used).
-func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) {
+// allocLocked allocates a slot for each request and returns the ops that
+// commit them, and how to undo the allocation if the commit fails.
+func (r *Registry) allocLocked(reqs []AddRequest, base []Member, now time.Time) (ops []Op, undo func(), err error) {
+	type taken struct {
+		slot  uint32
+		freed time.Time
+	}
+	var got []taken
+	cursor := r.alloc.next
+	undo = func() {
+		for _, t := range got {
+			r.alloc.unclaim(t.slot, t.freed)
+		}
+		r.alloc.next = cursor
+	}
+	ops = make([]Op, len(reqs))
+	for i, req := range reqs {
+		slot, freed, err := r.slotLocked(req, now)
+		if err != nil {
+			undo()
+			return nil, nil, err
+		}
+		got = append(got, taken{slot, freed})
+		m := base[i]
+		m.Index, m.ID = slot, slot
+		m.IPv4, m.IPv6 = r.plan.addrs(slot)
+		m.ReusedAddress = !freed.IsZero()
+		ops[i] = Op{Prev: Record{Slot: slot, Rev: r.revs[slot], Freed: freed}, Next: Record{Slot: slot, Member: &m}}
+	}
+	return ops, undo, nil
+}
+
+// settleLocked notes the revisions at which a failed commit put slots
+// back to the state the index holds, so Follow does not report the
+// undone changes.
+func (r *Registry) settleLocked(ops []Op, revs []int64) {
+	for i, rv := range revs {
+		if s := ops[i].Prev.Slot; rv > r.revs[s] {
+			r.revs[s] = rv
+		}
+	}
+}
+
+// newMemberLocked validates req into a member without a slot.
+func (r *Registry) newMemberLocked(req AddRequest, now time.Time) (Member, error) {
 	if err := CheckLabel(req.Label); err != nil {
 		return Member{}, err
 	}
@@ -318,49 +370,37 @@ func (r *Registry) prepareLocked(req AddRequest, now time.Time) (Member, error) 
 	if old, ok := r.byKey[m.PublicKey]; ok {
 		return Member{}, fmt.Errorf("%w: public key already belongs to %q", ErrDuplicate, old.Label)
 	}
-	i, err := r.slotLocked(req, now)
-	if err != nil {
-		return Member{}, err
-	}
-	m.Index = i
-	m.IPv4, m.IPv6 = r.alloc.plan.addrs(m.Index)
-	m.ID = m.Index
-	m.ReusedAddress = r.alloc.lastReused
 	return m, nil
 }
 
 // slotLocked allocates the slot for req: the one of a requested address, or
-// the next free one.
-func (r *Registry) slotLocked(req AddRequest, now time.Time) (uint32, error) {
+// the next free one. freed is the slot's expired quarantine entry.
+func (r *Registry) slotLocked(req AddRequest, now time.Time) (uint32, time.Time, error) {
 	var reason error
 	for _, a := range []netip.Addr{req.IPv4, req.IPv6} {
 		if !a.IsValid() {
 			continue
 		}
-		i, ok := r.alloc.plan.indexOf(a)
-		switch {
-		case !ok:
-			reason = fmt.Errorf("%w: %s is not a member address in %s %s", ErrExhausted, a, r.alloc.plan.p4, r.alloc.plan.p6)
-		case !r.alloc.claim(i, now):
-			reason = fmt.Errorf("%w: address %s is in use or quarantined", ErrDuplicate, a)
-		default:
-			return i, nil
+		i, ok := r.plan.indexOf(a)
+		if !ok {
+			reason = fmt.Errorf("%w: %s is not a member address in %s %s", ErrExhausted, a, r.plan.p4, r.plan.p6)
+			continue
 		}
+		freed, ok := r.alloc.claim(i, now)
+		if !ok {
+			reason = fmt.Errorf("%w: address %s is in use or quarantined", ErrDuplicate, a)
+			continue
+		}
+		return i, freed, nil
 	}
 	if reason != nil && !req.Fallback {
-		return 0, reason
+		return 0, time.Time{}, reason
 	}
-	i, ok := r.alloc.take(now)
+	i, freed, ok := r.alloc.take(now)
 	if !ok {
-		return 0, fmt.Errorf("%w: no free address in %s %s (freed addresses are quarantined)", ErrExhausted, r.alloc.plan.p4, r.alloc.plan.p6)
+		return 0, time.Time{}, fmt.Errorf("%w: no free address in %s %s (freed addresses are quarantined)", ErrExhausted, r.plan.p4, r.plan.p6)
 	}
-	return i, nil
-}
-
-func slotKey(i uint32) []byte {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], i)
-	return b[:]
+	return i, freed, nil
 }
 
 // Remove deletes the member named by ref (label or public key) and puts its
@@ -373,11 +413,11 @@ func (r *Registry) Remove(ref string) (Member, error) {
 	return ms[0], nil
 }
 
-// RemoveBatch deletes several members in one transaction, all or none: an
-// unknown or repeated ref removes nothing.
+// RemoveBatch deletes several members at once, all or none: an unknown or
+// repeated ref removes nothing.
 func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
 	out := make([]Member, 0, len(refs))
 	seen := make(map[keys.Key]bool, len(refs))
 	for _, ref := range refs {
@@ -392,31 +432,35 @@ func (r *Registry) RemoveBatch(refs []string) ([]Member, error) {
 		out = append(out, *m)
 	}
 	now := r.now()
-	var t [8]byte
-	binary.BigEndian.PutUint64(t[:], uint64(now.UnixNano()))
-	err := r.db.Update(func(tx *bbolt.Tx) error {
-		mb, qb := tx.Bucket(bucketMembers), tx.Bucket(bucketQuarantine)
-		for _, m := range out {
-			if err := mb.Delete(m.PublicKey[:]); err != nil {
-				return err
-			}
-			if err := qb.Put(slotKey(m.Index), t[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("members: remove: %w", err)
+	ops := make([]Op, len(out))
+	for i := range out {
+		s := out[i].Index
+		ops[i] = Op{Prev: Record{Slot: s, Rev: r.revs[s], Member: &out[i]}, Next: Record{Slot: s, Freed: now}}
 	}
+	revs, err := r.store.Commit(r.ctx, ops)
+	if err != nil {
+		r.settleLocked(ops, revs)
+		return nil, writeErr("remove", err)
+	}
+	r.mu.Lock()
 	for _, m := range out {
-		delete(r.byKey, m.PublicKey)
-		delete(r.byIndex, m.Index)
-		delete(r.byLabel, m.Label)
+		r.dropLocked(r.byKey[m.PublicKey])
+	}
+	r.mu.Unlock()
+	for i, m := range out {
 		r.alloc.release(m.Index, now)
+		r.revs[m.Index] = revs[i]
 		r.keys.remove(m.PublicKey) // committed: a leftover file is only garbage, readable by root alone
 	}
 	return out, nil
+}
+
+// writeErr wraps a failed commit of a removal or an update.
+func writeErr(what string, err error) error {
+	if errors.Is(err, ErrConflict) {
+		return fmt.Errorf("members: %s: %w; retry once this node has the other change (within a second)", what, err)
+	}
+	return fmt.Errorf("members: %s: %w", what, err)
 }
 
 // Change is a partial update of a member's policy; nil fields stay.
@@ -428,10 +472,10 @@ type Change struct {
 }
 
 // Update applies c to the member named by ref and returns it before and
-// after, once the change is on disk. Identity and addresses never change.
+// after, once the change is committed. Identity and addresses never change.
 func (r *Registry) Update(ref string, c Change) (before, after Member, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
 	m, err := r.findLocked(ref)
 	if err != nil {
 		return Member{}, Member{}, err
@@ -455,16 +499,17 @@ func (r *Registry) Update(ref string, c Change) (before, after Member, err error
 	if err := checkPolicy(after.Weight, after.EgressLimit, after.IngressLimit, after.MaxConns); err != nil {
 		return Member{}, Member{}, err
 	}
-	v, err := encode(&after)
+	s := m.Index
+	op := Op{Prev: Record{Slot: s, Rev: r.revs[s], Member: &before}, Next: Record{Slot: s, Member: &after}}
+	revs, err := r.store.Commit(r.ctx, []Op{op})
 	if err != nil {
-		return Member{}, Member{}, fmt.Errorf("members: update %s: %w", m.Label, err)
+		r.settleLocked([]Op{op}, revs)
+		return Member{}, Member{}, writeErr("update "+m.Label, err)
 	}
-	if err := r.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMembers).Put(after.PublicKey[:], v)
-	}); err != nil {
-		return Member{}, Member{}, fmt.Errorf("members: update %s: %w", m.Label, err)
-	}
+	r.mu.Lock()
 	*m = after
+	r.mu.Unlock()
+	r.revs[s] = revs[0]
 	return before, after, nil
 }
 
@@ -514,7 +559,7 @@ func (r *Registry) Len() int {
 // address is a (the SOCKS proxy and the resolver identify members by the
 // tunnel source address WireGuard authenticated).
 func (r *Registry) ByAddr(a netip.Addr) (Member, bool) {
-	i, ok := r.alloc.plan.indexOf(a.Unmap())
+	i, ok := r.plan.indexOf(a.Unmap())
 	if !ok {
 		return Member{}, false
 	}

@@ -251,7 +251,7 @@ func FuzzAllocator(f *testing.F) {
 				for i := uint32(2); i < size; i++ {
 					any = any || free(i)
 				}
-				i, ok := a.take(now)
+				i, _, ok := a.take(now)
 				if ok != any {
 					t.Fatalf("take ok=%v, model has free slot=%v", ok, any)
 				}
@@ -264,7 +264,7 @@ func FuzzAllocator(f *testing.F) {
 			case 1: // claim
 				i := arg % (size + 2)
 				want := i >= 2 && i < size && free(i)
-				if got := a.claim(i, now); got != want {
+				if _, got := a.claim(i, now); got != want {
 					t.Fatalf("claim(%d) = %v, want %v", i, got, want)
 				}
 				if want {

@@ -85,13 +85,14 @@ func any(fs ...func(string) bool) func(string) bool {
 var anything = func(string) bool { return true }
 
 // lab is code that only tests, the demo and benchmarks may use.
-var lab = any(under("exitd/internal/netlab"), under("exitd/internal/harness"), under("exitd/internal/e2e"), under("exitd/internal/nspawn"), under("exitd/internal/testenv"))
+var lab = any(under("exitd/internal/netlab"), under("exitd/internal/harness"), under("exitd/internal/e2e"), under("exitd/internal/nspawn"), under("exitd/internal/testenv"),
+	is("exitd/members/storetest"))
 
 // production is code that ships in exitd and exitctl.
 var production = not(any(under("exitd/internal"), is("exitd/cmd/exitlab")))
 
 // leaves are the parts the node composes; they know nothing of it.
-var leaves = is("exitd/sched", "exitd/nat", "exitd/tuning", "exitd/members", "exitd/keys", "exitd/config",
+var leaves = is("exitd/sched", "exitd/nat", "exitd/tuning", "exitd/members", "exitd/members/etcdstore", "exitd/keys", "exitd/config",
 	"exitd/control", "exitd/metrics", "exitd/report", "exitd/service", "exitd/tunnel", "exitd/units",
 	"exitd/socks", "exitd/dns", "exitd/observability", "exitd/bounds")
 
@@ -103,6 +104,7 @@ func rules() []rule {
 		{"nat imports no other exitd package but the shared bounds", is("exitd/nat"),
 			func(p string) bool { return under("exitd")(p) && p != "exitd/bounds" }},
 		{"members knows only keys and the shared bounds", is("exitd/members"), not(is("exitd/keys", "exitd/bounds"))},
+		{"the etcd store knows only members and keys", is("exitd/members/etcdstore"), not(is("exitd/members", "exitd/keys"))},
 		{"leaves do not import the node or the data plane", leaves, is("exitd/node", "exitd/dataplane")},
 		{"nothing imports a command", anything, under("exitd/cmd")},
 		{"production code does not import lab code", production, lab},
@@ -145,6 +147,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		"node composes; sched and tunnel meet only in dataplane":                        {"exitd/node", "exitd/tunnel"},
 		"sched and tunnel meet only in dataplane":                                       {"exitd/metrics", "exitd/sched"},
 		"members knows only keys and the shared bounds":                                 {"exitd/members", "exitd/config"},
+		"the etcd store knows only members and keys":                                    {"exitd/members/etcdstore", "exitd/node"},
 		"tuning, keys, units, socks, dns and portforward import no other exitd package": {"exitd/socks", "exitd/nat"},
 		"nat imports no other exitd package but the shared bounds":                      {"exitd/nat", "exitd/members"},
 	}
@@ -174,6 +177,15 @@ func externalAllowed() map[string][]string {
 		"exitd/portforward": nil,
 		"exitd/socks":       {"golang.org/x/sys/unix"},
 		"exitd/dns":         {"github.com/miekg/dns", "golang.org/x/sys/unix"},
+		// The member registry and its embedded store; the etcd client stays
+		// out of it, in the cluster store below.
+		"exitd/members": {"go.etcd.io/bbolt"},
+		"exitd/members/etcdstore": {
+			"go.etcd.io/etcd/client/v3", "go.etcd.io/etcd/api/v3/v3rpc/rpctypes",
+			"go.uber.org/zap", "go.uber.org/zap/zapcore", // the client's logger, bridged to slog
+			"google.golang.org/grpc", "google.golang.org/grpc/backoff", "google.golang.org/grpc/codes", "google.golang.org/grpc/status",
+			"go.etcd.io/bbolt", // the local cache
+		},
 	}
 }
 
