@@ -47,6 +47,7 @@ type Config struct {
 	SOCKS          SOCKS       `toml:"socks"`
 	Conntrack      Conntrack   `toml:"conntrack"`
 	PortForward    PortForward `toml:"portforward"`
+	Cluster        Cluster     `toml:"cluster"`
 	Log            Log         `toml:"log"`
 
 	// Path is the file the config was read from ("" for an embedded one).

@@ -95,6 +95,9 @@ func (c *Config) finish() error {
 	if err := c.PortForward.finish(c.Listen.Port); err != nil {
 		return err
 	}
+	if err := c.Cluster.finish(); err != nil {
+		return err
+	}
 	if c.PortForward.Enabled && !c.Tunnel.Prefix4.IsValid() {
 		return bad("portforward.enabled", "NAT-PMP is IPv4 only: it needs tunnel.ipv4")
 	}

@@ -35,6 +35,9 @@ const (
 	CodeConflict       = "conflict"
 	CodeForbidden      = "forbidden"
 	CodeInternal       = "internal"
+	// CodeUnavailable: the shared member store (etcd) cannot be reached;
+	// members keep working, changes are refused until it is back.
+	CodeUnavailable = "unavailable"
 )
 
 // AddMemberRequest is the body of POST /v1/members. An empty PublicKey makes

@@ -301,6 +301,8 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", members.ErrDuplicate)), 409, CodeDuplicate},
 		{errors.Join(errors.New("x"), members.ErrExhausted), 409, CodeExhausted},
 		{ErrConflict, 409, CodeConflict},
+		{fmt.Errorf("members: update: %w", members.ErrConflict), 409, CodeConflict},
+		{fmt.Errorf("members: add: %w", members.ErrStoreUnavailable), 503, CodeUnavailable},
 		{&APIError{Code: CodeInvalidLabel}, 400, CodeInvalidLabel},
 		{context.Canceled, 500, CodeInternal},
 		{errors.New(members.ErrNotFound.Error()), 500, CodeInternal}, // same text, not the error

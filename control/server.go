@@ -363,8 +363,10 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, CodeNotFound
 	case errors.Is(err, members.ErrInvalidPolicy):
 		return http.StatusBadRequest, CodeInvalidRequest
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrConflict), errors.Is(err, members.ErrConflict):
 		return http.StatusConflict, CodeConflict
+	case errors.Is(err, members.ErrStoreUnavailable):
+		return http.StatusServiceUnavailable, CodeUnavailable
 	}
 	return http.StatusInternalServerError, CodeInternal
 }

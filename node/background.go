@@ -41,10 +41,14 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		n.routineService(ctx) // systemd.go: STATUS, endpoints, watchdog
 	}()
 	n.startSampler(ctx, wg) // metrics.go: the load report
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		n.routineCut(ctx) // conntrack.go: revoked members' flows
+	}()
+	go func() {
+		defer wg.Done()
+		n.routineFollow(ctx) // cluster.go: other nodes' member changes
 	}()
 }
 
@@ -174,6 +178,10 @@ func restartOnly(old, c *config.Config) error {
 		return fmt.Errorf("reload: [dns] changed; restart exitd to apply (SIGHUP re-reads the blocklist file)")
 	case !reflect.DeepEqual(old.SOCKS, c.SOCKS):
 		return fmt.Errorf("reload: [socks] changed; restart exitd to apply")
+	case !reflect.DeepEqual(old.Cluster, c.Cluster):
+		return fmt.Errorf("reload: [cluster] changed; restart exitd to apply")
+	case !reflect.DeepEqual(old.PortForward, c.PortForward):
+		return fmt.Errorf("reload: [portforward] changed; restart exitd to apply")
 	}
 	return nil
 }

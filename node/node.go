@@ -250,7 +250,7 @@ func (n *Node) startState() (func(), error) {
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", c.StateDir, err)
 	}
-	priv, created, err := keys.LoadOrCreate(filepath.Join(c.StateDir, "private.key"), n.rand)
+	priv, created, err := nodeKey(c, func(path string) (keys.Key, bool, error) { return keys.LoadOrCreate(path, n.rand) })
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +267,10 @@ func (n *Node) startState() (func(), error) {
 		n.log.Info("address quarantine raised above the longest conntrack timeout in force",
 			"configured", c.Members.Quarantine.Duration, "conntrack", longest, "quarantine", q)
 	}
-	reg, err := members.Open(filepath.Join(c.StateDir, "members.db"), members.Options{
+	reg, err := openRegistry(c, members.Options{
 		Prefix4: c.Tunnel.Prefix4, Prefix6: c.Tunnel.Prefix6,
 		Quarantine: q, Now: n.now, Rand: n.rand,
-	})
+	}, n.log.Info)
 	if err != nil {
 		return nil, err
 	}
