@@ -56,3 +56,26 @@ func TestConntrackRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterConfig(t *testing.T) {
+	c, err := Parse("exitd.toml", []byte(minimal))
+	if err != nil || c.Cluster.On() {
+		t.Fatalf("default: on %v, %v", c.Cluster.On(), err)
+	}
+	c, err = Parse("exitd.toml", []byte(minimal+"[cluster]\nendpoints = [\"https://10.0.0.5:2379\", \"10.0.0.6:2379\"]\nca = \"/etc/exitd/etcd-ca.pem\"\n"))
+	if err != nil || !c.Cluster.On() || c.Cluster.Prefix != DefaultClusterPrefix {
+		t.Fatalf("cluster: %+v, %v", c.Cluster, err)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"prefix = \"/exitd/eu\"\n", "cluster.endpoints"},
+		{"endpoints = [\"ftp://x:1\"]\n", "cluster.endpoints"},
+		{"endpoints = [\"10.0.0.5\"]\n", "cluster.endpoints"},
+		{"endpoints = [\"10.0.0.5:2379\"]\ncert = \"/c.pem\"\n", "cluster.cert"},
+		{"endpoints = [\"10.0.0.5:2379\"]\nprefix = \"exitd\"\n", "cluster.prefix"},
+		{"endpoints = [\"10.0.0.5:2379\"]\nprefix = \"/\"\n", "cluster.prefix"},
+	} {
+		if _, err := Parse("exitd.toml", []byte(minimal+"[cluster]\n"+tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %s", tc.src, err, tc.want)
+		}
+	}
+}
