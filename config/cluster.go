@@ -24,6 +24,9 @@ type Cluster struct {
 	// Prefix is the cluster's key prefix (default "/exitd/default"):
 	// clusters sharing one etcd use different prefixes.
 	Prefix string `toml:"prefix"`
+	// Name is this node's name in the cluster (default: the host name);
+	// two live nodes may not share one.
+	Name string `toml:"name"`
 	// WireGuardKey is the cluster's WireGuard private key file, provisioned
 	// on every node (never stored in etcd), so one client config works on
 	// every node; "" keeps the node's own key (state_dir/private.key).
@@ -35,7 +38,7 @@ func (c Cluster) On() bool { return len(c.Endpoints) > 0 }
 
 func (c *Cluster) finish() error {
 	if !c.On() {
-		if c.Cert != "" || c.Key != "" || c.CA != "" || c.Prefix != "" || c.WireGuardKey != "" {
+		if c.Cert != "" || c.Key != "" || c.CA != "" || c.Prefix != "" || c.WireGuardKey != "" || c.Name != "" {
 			return bad("cluster.endpoints", "[cluster] settings without endpoints: name the etcd endpoints, or remove the table for a single node")
 		}
 		return nil

@@ -167,6 +167,7 @@ func (h *handler) routes() http.Handler {
 	mux.HandleFunc("PATCH /v1/members/{ref}", h.update)
 	mux.HandleFunc("DELETE /v1/members/{ref}", h.remove)
 	h.metricsRoutes(mux) // metrics_api.go
+	mux.HandleFunc("GET /v1/cluster", h.cluster)
 	return h.guard(mux)
 }
 

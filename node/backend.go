@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"strings"
 
 	"exitd/control"
 	"exitd/dataplane"
@@ -272,6 +273,9 @@ func (b backend) Status(context.Context) (control.Status, error) {
 	}
 	if _, src := egressRate(cfg, n.linkSpeed); egressWarning(src, cfg.WAN.Interface) != "" {
 		s.Warnings = append(s.Warnings, egressWarning(src, cfg.WAN.Interface))
+	}
+	if n.store != nil && !n.cluster.up.Load() {
+		s.Warnings = append(s.Warnings, "cluster: etcd ("+strings.Join(cfg.Cluster.Endpoints, ", ")+") is unreachable: members keep working from the local cache; adding, removing and changing members is refused until it is back (exitctl cluster status)")
 	}
 	if cfg.PublicEndpoint == "" {
 		s.Warnings = append(s.Warnings, "public_endpoint is not set: client configs have no usable Endpoint")

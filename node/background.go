@@ -41,10 +41,14 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		n.routineService(ctx) // systemd.go: STATUS, endpoints, watchdog
 	}()
 	n.startSampler(ctx, wg) // metrics.go: the load report
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		n.routineCut(ctx) // conntrack.go: revoked members' flows
+	}()
+	go func() {
+		defer wg.Done()
+		n.routineCluster(ctx) // cluster.go: this node's record in the store
 	}()
 	go func() {
 		defer wg.Done()

@@ -225,7 +225,7 @@ func kernelProfile(r *tuning.Report) metrics.KernelProfile {
 func (n *Node) sources() observability.Sources {
 	return observability.Sources{
 		Members: memberSource{n, n.dumpPeers}, Sched: schedSource{n}, NAT: natSource{n},
-		Kernel: kernelSource{n}, DNS: dnsSource{n}, SOCKS: socksSource{n}, Conntrack: conntrackSource{n},
+		Kernel: kernelSource{n}, DNS: dnsSource{n}, SOCKS: socksSource{n}, Conntrack: conntrackSource{n}, Cluster: clusterSource{n},
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"exitd/dns"
 	"exitd/keys"
 	"exitd/members"
+	"exitd/members/etcdstore"
 	"exitd/nat"
 	"exitd/observability"
 	"exitd/portforward"
@@ -99,6 +100,10 @@ type Node struct {
 	// [portforward] is off (portforward.go).
 	pf      *portforward.Server
 	pfTable *portforward.Table
+	// store is the cluster's etcd store (nil for a single node); cluster
+	// is this node's registration there (cluster.go).
+	store   *etcdstore.Store
+	cluster clusterState
 	ctl     *control.Server
 	kernel  *tuning.Monitor
 
@@ -207,6 +212,7 @@ func (n *Node) Run(ctx context.Context, reload <-chan struct{}) (err error) {
 		{"portforward", n.startPortForward},
 		{"metrics", n.startMetrics}, // before control: the API serves its figures
 		{"control", n.startControl},
+		{"cluster", n.startCluster}, // registers this node with its figures
 	}
 	for _, s := range steps {
 		u, err := s.fn()
@@ -267,14 +273,14 @@ func (n *Node) startState() (func(), error) {
 		n.log.Info("address quarantine raised above the longest conntrack timeout in force",
 			"configured", c.Members.Quarantine.Duration, "conntrack", longest, "quarantine", q)
 	}
-	reg, err := openRegistry(c, members.Options{
+	reg, store, err := openRegistry(c, members.Options{
 		Prefix4: c.Tunnel.Prefix4, Prefix6: c.Tunnel.Prefix6,
 		Quarantine: q, Now: n.now, Rand: n.rand,
 	}, n.log.Info)
 	if err != nil {
 		return nil, err
 	}
-	n.reg = reg
+	n.reg, n.store = reg, store
 	return func() { reg.Close() }, nil
 }
 

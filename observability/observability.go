@@ -39,8 +39,9 @@ type Sources struct {
 	Kernel  metrics.KernelSource
 	DNS     metrics.DNSSource
 	SOCKS   metrics.SOCKSSource
-	// Conntrack is nil in tests that do not export it.
+	// Conntrack and Cluster are nil in tests that do not export them.
 	Conntrack metrics.ConntrackSource
+	Cluster   metrics.ClusterSource
 }
 
 // Options configure Open.
@@ -108,6 +109,9 @@ func New(src Sources, o Options) *Observability {
 	)
 	if src.Conntrack != nil {
 		ob.reg.MustRegister(metrics.NewConntrackCollector(src.Conntrack))
+	}
+	if src.Cluster != nil {
+		ob.reg.MustRegister(metrics.NewClusterCollector(src.Cluster))
 	}
 	return ob
 }

@@ -59,6 +59,6 @@ Add --json to any command for output scripts can read.`,
 	}
 	root.PersistentFlags().StringVar(&f.socket, "socket", sock, "control socket of exitd (env EXITCTL_SOCKET)")
 	root.PersistentFlags().BoolVar(&f.json, "json", false, "print JSON for scripts instead of tables")
-	root.AddCommand(newMemberCmd(f, stdout), newStatusCmd(f, stdout), newTopCmd(f, stdout), newReportCmd(f, stdout))
+	root.AddCommand(newMemberCmd(f, stdout), newStatusCmd(f, stdout), newTopCmd(f, stdout), newReportCmd(f, stdout), newClusterCmd(f, stdout))
 	return root
 }
