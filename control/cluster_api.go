@@ -9,13 +9,13 @@ import (
 // ClusterNode is one exit node of the cluster as it published itself in
 // the shared store (refreshed every few seconds; gone when its lease ends).
 type ClusterNode struct {
-	Name             string    `json:"name"`
-	Endpoint         string    `json:"endpoint"`
-	Version          string    `json:"version"`
-	MembersConnected int       `json:"members_connected"`
-	MembersTotal     int       `json:"members_total"`
-	RateIn           uint64    `json:"rate_in"`  // bits/s from members
-	RateOut          uint64    `json:"rate_out"` // bits/s to members
+	Name             string `json:"name"`
+	Endpoint         string `json:"endpoint"`
+	Version          string `json:"version"`
+	MembersConnected int    `json:"members_connected"`
+	MembersTotal     int    `json:"members_total"`
+	RateIn           uint64 `json:"rate_in"`  // bits/s from members
+	RateOut          uint64 `json:"rate_out"` // bits/s to members
 	// FreeRate is the download capacity left, bits/s: the pacing rate
 	// less RateOut (the Dante report's "free slots"); 0 when unpaced.
 	FreeRate uint64 `json:"free_rate"`
