@@ -434,6 +434,12 @@ func testSharedQuarantine(t *testing.T, b Backend) {
 	if _, err := ra.Add(members.AddRequest{Label: "a"}); err != nil {
 		t.Fatal(err)
 	}
+	// b must have seen a before the removal: a Get that finds nothing
+	// proves nothing while the add itself is still on its way.
+	Eventually(t, time.Second, "b sees the add", func() bool {
+		_, err := rb.Get("a")
+		return err == nil
+	})
 	if _, err := ra.Remove("a"); err != nil {
 		t.Fatal(err)
 	}
