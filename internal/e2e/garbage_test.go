@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -170,7 +171,10 @@ func TestGarbageKeepsForwarding(t *testing.T) {
 		t.Fatalf("exitd panicked:\n%s", l.node.Proc.Output())
 	}
 	// The kernel drops what it cannot parse; exitd exports the count.
-	if after := hdrErrors(); !(after > before) {
-		t.Errorf("exitd_ip_header_errors_total did not rise (%v -> %v) after %d malformed packets", before, after, len(pkts)*200)
+	// The packets cross two userspace WireGuard devices: on a loaded
+	// machine the last ones arrive after the good member's check.
+	var after float64
+	if err := netlab.WaitFor(ctx, 10*time.Second, func() bool { after = hdrErrors(); return after > before }); err != nil {
+		t.Errorf("exitd_ip_header_errors_total did not rise (%v -> %v) within 10 s of %d malformed packets", before, after, len(pkts)*200)
 	}
 }
