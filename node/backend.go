@@ -290,7 +290,9 @@ func (n *Node) view(m members.Member, s dataplane.Sample) control.Member {
 		ID: m.ID, Label: m.Label, PublicKey: m.PublicKey.String(), IPv4: m.IPv4, IPv6: m.IPv6,
 		Created: m.Created, Weight: m.Weight, Disabled: m.Disabled, MaxConns: m.MaxConns,
 		EgressLimit: m.EgressLimit, IngressLimit: m.IngressLimit,
-		LimitsEnforced: dataplane.LimitsEnforced(n.schedConfig(n.config())),
+		// The discipline alone decides; schedConfig would read the WAN's
+		// link speed for every member listed.
+		LimitsEnforced: dataplane.LimitsEnforced(dataplane.SchedConfig{Discipline: n.config().Scheduler.Discipline}),
 		KeyKept:        m.PrivateKey != nil,
 	}
 	if ps, ok := s.Cur[m.PublicKey]; ok {
