@@ -54,6 +54,12 @@ type NodeOptions struct {
 	// Env is added to exitd's environment (e.g. "GOMEMLIMIT=900MiB"),
 	// after this process's own; exitctl and the members do not get it.
 	Env []string
+	// Exit is the namespace exitd runs in; default the lab's Exit. A
+	// cluster's nodes run in Lab.Exits (cluster.go).
+	Exit *netlab.NS
+	// Endpoint is public_endpoint's host (the address client configs
+	// dial); default netlab.ExitUnderlay4.
+	Endpoint string
 }
 
 // Node is a running exitd.
@@ -86,6 +92,9 @@ func WriteConfig(o *NodeOptions) (string, error) {
 	if o.Port == 0 {
 		o.Port = 443
 	}
+	if o.Endpoint == "" {
+		o.Endpoint = netlab.ExitUnderlay4
+	}
 	extra := o.Extra
 	if !strings.Contains(extra, "[dns]") {
 		// The lab's resolver upstream is the internet host (a test serves
@@ -104,7 +113,7 @@ ipv6 = %q
 interface = %q
 [control]
 socket = %q
-%s`, filepath.Join(o.Dir, "state"), netlab.ExitUnderlay4, o.Port, o.Port, o.Tun, o.IPv4, o.IPv6,
+%s`, filepath.Join(o.Dir, "state"), o.Endpoint, o.Port, o.Port, o.Tun, o.IPv4, o.IPv6,
 		netlab.ExitWANIface, filepath.Join(o.Dir, "control.sock"), extra)
 	path := filepath.Join(o.Dir, "exitd.toml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
@@ -123,11 +132,11 @@ func StartNode(ctx context.Context, lab *netlab.Lab, o NodeOptions) (*Node, erro
 
 // Start (re)starts the exitd process with the node's config.
 func (n *Node) Start(ctx context.Context) error {
-	cmd := n.Lab.Exit.Command(context.Background(), n.Opts.Bin.Exitd, "run", "--config", n.Config)
+	cmd := n.NS().Command(context.Background(), n.Opts.Bin.Exitd, "run", "--config", n.Config)
 	if len(n.Opts.Env) > 0 {
 		cmd.Env = append(os.Environ(), n.Opts.Env...)
 	}
-	p, err := n.Lab.Exit.Start(cmd)
+	p, err := n.NS().Start(cmd)
 	if err != nil {
 		return err
 	}
@@ -151,6 +160,15 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("harness: exitd did not become ready: %w\n%s", err, p.Output())
 	}
 	return nil
+}
+
+// NS is the namespace the node runs in (NodeOptions.Exit or the lab's
+// Exit).
+func (n *Node) NS() *netlab.NS {
+	if n.Opts.Exit != nil {
+		return n.Opts.Exit
+	}
+	return n.Lab.Exit
 }
 
 // Exitctl runs exitctl against the node and returns stdout; on failure the

@@ -3,6 +3,7 @@ package netlab
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 )
 
 // Interface names inside the lab namespaces. Each namespace is private to
@@ -56,13 +57,83 @@ const (
 	ExitLAN6   = "fd00:200::1"
 	Mgmt4      = "10.200.0.2"
 	Mgmt6      = "fd00:200::2"
+
+	// FloatingUnderlay4 is a free underlay address no exit holds when the
+	// lab is built: a test moves it between exits as a floating (cluster)
+	// address would (NS.AddAddr, NS.DelAddr, NS.Announce).
+	FloatingUnderlay4 = "198.18.0.254"
+	// MgmtServicePrefix4 holds addresses a test puts on the mgmt host's lo
+	// for services every exit reaches through its LAN link (the harness's
+	// etcd cluster: 10.200.255.1, .2, ...); the test adds the exits'
+	// routes to it.
+	MgmtServicePrefix4 = "10.200.255.0/24"
 )
+
+// More exits (Options.Exits > 1). Exit 0 is the one above; exit i (from 1)
+// is Lab.Exits[i], namespace role "exit<i>", with the same interface names
+// inside its namespace and these addresses (ExitAddrs gives them parsed):
+//
+//	underlay  198.18.0.(i+1)/16, 2001:2:0:2::(i+1)/64 on mlan0, hub port hexit<i>
+//	WAN       203.0.113.(2i+3)/31, 2001:2:0:1::(2i+3)/127 on wan0,
+//	          router 203.0.113.(2i+2), 2001:2:0:1::(2i+2) on its port rexit<i>
+//	LAN       10.200.i.1/24, fd00:200:0:i::1/64 on lan0,
+//	          mgmt host 10.200.i.2, fd00:200:0:i::2 on its eth<i>
+//
+// Every exit's default routes go through the one WAN router, so the
+// internet host tells the exits apart by source address (HTTP /ip).
+const MaxExits = 8
 
 // Limits on the options.
 const (
 	MaxMembers    = 127 * 254 // member addresses stay below ExtraPrefix4
 	MaxExtraAddrs = 32766     // 198.18.128.1 .. 198.18.255.254
 )
+
+// ExitPlan is one exit's addressing (ExitAddrs).
+type ExitPlan struct {
+	Underlay4, Underlay6 netip.Addr // on mlan0: what members dial
+	WAN4, WAN6           netip.Addr // on wan0: the exit's source on the internet
+	LAN4, LAN6           netip.Addr // on lan0, towards the mgmt host
+	Mgmt4, Mgmt6         netip.Addr // the mgmt host's end of the LAN link
+
+	router4, router6 netip.Addr // the WAN router's end of the WAN link
+	hubPort          string     // hub bridge port towards the exit
+	routerPort       string     // WAN router interface towards the exit
+	mgmtIface        string     // mgmt host interface towards the exit
+}
+
+// ExitAddrs returns exit i's addresses (i from 0; exit 0 is Lab.Exit, with
+// the ExitUnderlay4, ExitWAN4, ExitLAN4 ... constants).
+func ExitAddrs(i int) (ExitPlan, error) {
+	if i < 0 || i >= MaxExits {
+		return ExitPlan{}, fmt.Errorf("netlab: exit index %d out of range [0, %d)", i, MaxExits)
+	}
+	if i == 0 {
+		return ExitPlan{
+			Underlay4: netip.MustParseAddr(ExitUnderlay4), Underlay6: netip.MustParseAddr(ExitUnderlay6),
+			WAN4: netip.MustParseAddr(ExitWAN4), WAN6: netip.MustParseAddr(ExitWAN6),
+			LAN4: netip.MustParseAddr(ExitLAN4), LAN6: netip.MustParseAddr(ExitLAN6),
+			Mgmt4: netip.MustParseAddr(Mgmt4), Mgmt6: netip.MustParseAddr(Mgmt6),
+			router4: netip.MustParseAddr(routerWAN4), router6: netip.MustParseAddr(routerWAN6),
+			hubPort: HubExitPort, routerPort: routerExitIface, mgmtIface: MgmtIface,
+		}, nil
+	}
+	b := byte(i)
+	v6 := func(prefix string, last byte) netip.Addr {
+		a := netip.MustParseAddr(prefix).As16()
+		a[15] = last
+		return netip.AddrFrom16(a)
+	}
+	n := strconv.Itoa(i)
+	return ExitPlan{
+		Underlay4: netip.AddrFrom4([4]byte{198, 18, 0, b + 1}), Underlay6: v6("2001:2:0:2::", b+1),
+		WAN4: netip.AddrFrom4([4]byte{203, 0, 113, 2*b + 3}), WAN6: v6("2001:2:0:1::", 2*b+3),
+		LAN4: netip.AddrFrom4([4]byte{10, 200, b, 1}), LAN6: v6(fmt.Sprintf("fd00:200:0:%x::", i), 1),
+		Mgmt4: netip.AddrFrom4([4]byte{10, 200, b, 2}), Mgmt6: v6(fmt.Sprintf("fd00:200:0:%x::", i), 2),
+		router4: netip.AddrFrom4([4]byte{203, 0, 113, 2*b + 2}), router6: v6("2001:2:0:1::", 2*b+2),
+		hubPort: HubExitPort + n, routerPort: routerExitIface + n, mgmtIface: "eth" + n,
+	}, nil
+}
 
 // MemberAddr4 returns member i's underlay address (i from 1): 198.18.1.1 for
 // member 1, 198.18.1.254 for member 254, 198.18.2.1 for member 255.

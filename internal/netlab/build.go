@@ -55,9 +55,10 @@ func (l *Lab) addNS(ctx context.Context, role string) (*NS, error) {
 
 func (l *Lab) buildNamespaces(ctx context.Context, o Options) error {
 	var err error
-	if l.Exit, err = l.addNS(ctx, "exit"); err != nil {
+	if l.Exit, err = l.addNS(ctx, exitRole(0)); err != nil {
 		return err
 	}
+	l.Exits = []*NS{l.Exit}
 	if l.Internet, err = l.addNS(ctx, "inet"); err != nil {
 		return err
 	}
@@ -77,11 +78,18 @@ func (l *Lab) buildNamespaces(ctx context.Context, o Options) error {
 		}
 		l.Members = append(l.Members, m)
 	}
+	for i := 1; i < o.Exits; i++ {
+		e, err := l.addNS(ctx, exitRole(i))
+		if err != nil {
+			return err
+		}
+		l.Exits = append(l.Exits, e)
+	}
 	return nil
 }
 
 // buildSysctls runs inside the lab namespaces only: no DAD (addresses are
-// usable at once), forwarding on the exit and the WAN router, IPv6 off on
+// usable at once), forwarding on the exits and the WAN router, IPv6 off on
 // the pure-L2 hub.
 func (l *Lab) buildSysctls(_ context.Context, _ Options) error {
 	for _, n := range l.all {
@@ -94,7 +102,7 @@ func (l *Lab) buildSysctls(_ context.Context, _ Options) error {
 	if err := l.Hub.sysctl("net/ipv6/conf/default/disable_ipv6", "1"); err != nil {
 		return err
 	}
-	for _, n := range []*NS{l.Exit, l.router} {
+	for _, n := range append(append([]*NS(nil), l.Exits...), l.router) {
 		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
 			return err
 		}
@@ -145,6 +153,22 @@ func (l *Lab) buildLinks(_ context.Context, _ Options) error {
 			return err
 		}
 		ports = append(ports, p)
+	}
+	for i, e := range l.Exits[1:] {
+		p, err := ExitAddrs(i + 1)
+		if err != nil {
+			return err
+		}
+		if err := addVeth(e, ExitWANIface, l.router, p.routerPort); err != nil {
+			return err
+		}
+		if err := addVeth(e, ExitLANIface, l.Mgmt, p.mgmtIface); err != nil {
+			return err
+		}
+		if err := addVeth(l.Hub, p.hubPort, e, ExitUnderlayIface); err != nil {
+			return err
+		}
+		ports = append(ports, p.hubPort)
 	}
 	bridge, err := l.Hub.nl.LinkByName(HubBridge)
 	if err != nil {
@@ -239,10 +263,38 @@ func (l *Lab) buildAddresses(_ context.Context, _ Options) error {
 		}
 		m.Addr4, m.Addr6 = a4, a6
 	}
+	for i, e := range l.Exits[1:] {
+		p, err := ExitAddrs(i + 1)
+		if err != nil {
+			return err
+		}
+		for _, s := range []struct {
+			ns   *NS
+			dev  string
+			addr netip.Addr
+			bits int
+		}{
+			{e, ExitUnderlayIface, p.Underlay4, 16},
+			{e, ExitUnderlayIface, p.Underlay6, 64},
+			{e, ExitWANIface, p.WAN4, wanLinkBits4},
+			{e, ExitWANIface, p.WAN6, wanLinkBits6},
+			{l.router, p.routerPort, p.router4, wanLinkBits4},
+			{l.router, p.routerPort, p.router6, wanLinkBits6},
+			{e, ExitLANIface, p.LAN4, 24},
+			{e, ExitLANIface, p.LAN6, 64},
+			{l.Mgmt, p.mgmtIface, p.Mgmt4, 24},
+			{l.Mgmt, p.mgmtIface, p.Mgmt6, 64},
+		} {
+			if err := addAddr(s.ns, s.dev, s.addr, s.bits); err != nil {
+				return err
+			}
+		}
+		e.Addr4, e.Addr6 = p.Underlay4, p.Underlay6
+	}
 	return nil
 }
 
-// buildRoutes gives the exit its defaults through the WAN router, the router
+// buildRoutes gives every exit its defaults through the WAN router, the router
 // the metadata route, and the internet host a route back to the WAN side
 // only. Members get nothing beyond connected routes: the internet host
 // cannot reach the member underlay, members need a tunnel for anything past
@@ -260,6 +312,18 @@ func (l *Lab) buildRoutes(_ context.Context, _ Options) error {
 		{l.Internet, WANPrefix6, routerInet6},
 	} {
 		if err := r.ns.AddRoute(netip.MustParsePrefix(r.dst), netip.MustParseAddr(r.gw)); err != nil {
+			return err
+		}
+	}
+	for i, e := range l.Exits[1:] {
+		p, err := ExitAddrs(i + 1)
+		if err != nil {
+			return err
+		}
+		if err := e.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), p.router4); err != nil {
+			return err
+		}
+		if err := e.AddRoute(netip.MustParsePrefix("::/0"), p.router6); err != nil {
 			return err
 		}
 	}
@@ -289,14 +353,25 @@ func (l *Lab) buildShaping(ctx context.Context, o Options) error {
 	if lat == 0 {
 		lat = defaultLatency
 	}
-	for _, s := range []struct {
+	type shaped struct {
 		ns   *NS
 		dev  string
 		rate uint64
-	}{
+	}
+	tbfs := []shaped{
 		{l.Exit, ExitUnderlayIface, o.DownRate},
 		{l.Hub, HubExitPort, o.UpRate},
-	} {
+	}
+	bottlenecks := []shaped{{l.Exit, ExitUnderlayIface, 0}, {l.Hub, HubExitPort, 0}}
+	for i, e := range l.Exits[1:] {
+		p, err := ExitAddrs(i + 1)
+		if err != nil {
+			return err
+		}
+		tbfs = append(tbfs, shaped{e, ExitUnderlayIface, o.DownRate}, shaped{l.Hub, p.hubPort, o.UpRate})
+		bottlenecks = append(bottlenecks, shaped{e, ExitUnderlayIface, 0}, shaped{l.Hub, p.hubPort, 0})
+	}
+	for _, s := range tbfs {
 		if s.rate == 0 {
 			continue
 		}
@@ -311,10 +386,7 @@ func (l *Lab) buildShaping(ctx context.Context, o Options) error {
 	if !o.OffloadsOff {
 		return nil
 	}
-	for _, s := range []struct {
-		ns  *NS
-		dev string
-	}{{l.Exit, ExitUnderlayIface}, {l.Hub, HubExitPort}} {
+	for _, s := range bottlenecks {
 		if _, err := s.ns.Exec(ctx, "ethtool", "-K", s.dev, "gro", "off", "gso", "off", "tso", "off"); err != nil {
 			return err
 		}

@@ -4,6 +4,12 @@
 //	[member-i] --veth-- [hub: bridge br0] --veth mlan0-- [exit] --veth wan0-- [rtr] --veth-- [internet]
 //	                                                        \--veth lan0-- [mgmt]
 //
+// With Options.Exits > 1 the lab holds a cluster's exits side by side
+// (exit, exit1, exit2, ...): each has its own port on the hub, WAN link to
+// the one router and LAN link to the one mgmt host, and addresses of its
+// own (ExitAddrs); a floating address can be moved between them
+// (floating.go).
+//
 // Every namespace is named (it appears in /run/netns, so `ip netns exec NAME`
 // works for spawned programs such as wireguard-go, iperf3 and curl) and
 // carries a random per-lab prefix, so labs run in parallel. Every veth is

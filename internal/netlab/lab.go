@@ -20,6 +20,12 @@ import (
 type Options struct {
 	// Members is the number of member namespaces (1 if zero).
 	Members int
+	// Exits is the number of exit namespaces (1 if zero, at most
+	// MaxExits): a cluster's nodes. Each exit has its own underlay port on
+	// the hub, WAN link to the router and LAN link to the mgmt host, with
+	// the addresses of ExitAddrs; shaping and OffloadsOff apply to every
+	// exit's underlay.
+	Exits int
 	// ExtraMemberAddrs adds that many /32 addresses from ExtraPrefix4 to
 	// member 1, for a load generator that needs many source addresses.
 	ExtraMemberAddrs int
@@ -55,6 +61,7 @@ type Lab struct {
 	Mgmt     *NS
 	Hub      *NS
 	Members  []*NS // Members[i] is member i+1 (198.18.1.(i+1))
+	Exits    []*NS // Exits[0] is Exit; Exits[i] has ExitAddrs(i)
 
 	log    *slog.Logger
 	tr     *tracker
@@ -121,7 +128,7 @@ func NewT(t testing.TB, opts Options) *Lab {
 }
 
 // NSes returns every namespace of the lab (exit, internet, the WAN router,
-// mgmt, hub, members).
+// mgmt, hub, members, then exits 1, 2, ...).
 func (l *Lab) NSes() []*NS { return append([]*NS(nil), l.all...) }
 
 // Close stops HTTP servers and processes started through the lab, kills any
@@ -144,9 +151,14 @@ func (o *Options) validate() error {
 	if o.Members == 0 {
 		o.Members = 1
 	}
+	if o.Exits == 0 {
+		o.Exits = 1
+	}
 	switch {
 	case o.Members < 0 || o.Members > MaxMembers:
 		return fmt.Errorf("netlab: options: members %d out of range [1, %d]", o.Members, MaxMembers)
+	case o.Exits < 0 || o.Exits > MaxExits:
+		return fmt.Errorf("netlab: options: exits %d out of range [1, %d]", o.Exits, MaxExits)
 	case o.ExtraMemberAddrs < 0 || o.ExtraMemberAddrs > MaxExtraAddrs:
 		return fmt.Errorf("netlab: options: extra member addresses %d out of range [0, %d]", o.ExtraMemberAddrs, MaxExtraAddrs)
 	case o.Burst != 0 && o.Burst < MinBurst:
@@ -171,3 +183,12 @@ func (o *Options) burstFor(rate uint64) int {
 func (l *Lab) nsName(role string) string { return l.Prefix + "-" + role }
 
 func memberRole(i int) string { return "member" + strconv.Itoa(i) }
+
+// exitRole is exit i's role: "exit" for exit 0 (the namespace every
+// single-exit lab has), "exit1", "exit2", ... for the others.
+func exitRole(i int) string {
+	if i == 0 {
+		return "exit"
+	}
+	return "exit" + strconv.Itoa(i)
+}

@@ -25,7 +25,7 @@ const netnsDir = "/run/netns"
 // NS is one named network namespace of a lab.
 type NS struct {
 	Name   string         // name under /run/netns, for `ip netns exec Name ...`
-	Role   string         // "exit", "internet", "mgmt", "hub", "member1", ...
+	Role   string         // "exit", "internet", "mgmt", "hub", "member1", ..., "exit1", ...
 	Handle netns.NsHandle // open handle; valid until Lab.Close
 
 	// Addr4 and Addr6 are the namespace's primary addresses: the underlay

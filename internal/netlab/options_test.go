@@ -24,6 +24,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"tiny burst", Options{DownRate: 1e6, Burst: 1540}, "burst 1540 bytes below 16384"},
 		{"negative latency", Options{QueueLatency: -time.Second}, "negative queue latency"},
 		{"long prefix", Options{Prefix: "abcdefghi"}, "longer than 8"},
+		{"three exits", Options{Exits: 3}, ""},
+		{"negative exits", Options{Exits: -1}, "exits -1 out of range"},
+		{"too many exits", Options{Exits: MaxExits + 1}, "exits 9 out of range"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,8 +45,8 @@ func TestOptionsValidate(t *testing.T) {
 
 func TestOptionsDefaultMembers(t *testing.T) {
 	o := Options{}
-	if err := o.validate(); err != nil || o.Members != 1 {
-		t.Fatalf("validate() = %v, Members = %d; want nil, 1", err, o.Members)
+	if err := o.validate(); err != nil || o.Members != 1 || o.Exits != 1 {
+		t.Fatalf("validate() = %v, Members = %d, Exits = %d; want nil, 1, 1", err, o.Members, o.Exits)
 	}
 }
 
