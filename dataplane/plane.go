@@ -82,6 +82,9 @@ type Config struct {
 	// EndpointsPath is where members' last endpoints are kept for rejoin
 	// ("" = not kept).
 	EndpointsPath string
+	// StrictSource answers members only from the address they dialled
+	// (tunnel.Options.StrictSource): for nodes sharing a cluster address.
+	StrictSource bool
 }
 
 // FileStore is systemd's fd store as the plane uses it; *service.Manager
@@ -143,6 +146,7 @@ func Open(cfg Config, opts Options) (*Plane, error) {
 	to := tunnel.Options{
 		Name: cfg.Name, MTU: cfg.MTU, Port: cfg.Port, PrivateKey: cfg.PrivateKey, Addrs: cfg.Addrs,
 		Logger: p.log, Device: opts.Device, Bind: opts.Bind, NoUAPI: opts.NoUAPI,
+		StrictSource: cfg.StrictSource,
 	}
 	p.takeFiles(&to)
 	link, err := tunnel.OpenLink(to)

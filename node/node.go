@@ -410,6 +410,10 @@ func (n *Node) planeConfig(c *config.Config, priv keys.Key) dataplane.Config {
 	return dataplane.Config{
 		Name: c.Tunnel.Name, MTU: c.Tunnel.MTU, Port: c.Listen.Port, PrivateKey: priv, Addrs: addrs,
 		Sched: n.schedConfig(c), EndpointsPath: filepath.Join(c.StateDir, endpointsFile),
+		// In a cluster the public endpoint is an address that moves between
+		// nodes: a node that lost it must not pull its members back to its
+		// own address (they re-handshake with the node that holds it).
+		StrictSource: c.Cluster.On(),
 	}
 }
 

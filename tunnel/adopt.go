@@ -182,6 +182,8 @@ type udpBind struct {
 	open     bool // between Open and Close
 	released bool
 
+	strict bool // Options.StrictSource: no fallback when a sticky source is gone
+
 	tx4, tx6 atomic.Bool // UDP GSO on send (cleared when the NIC refuses it)
 	rx4, rx6 bool        // UDP GRO on receive
 
@@ -429,7 +431,7 @@ func (b *udpBind) receiveFunc(br batchReader, gro bool, gen int) conn.ReceiveFun
 				continue
 			}
 			ua := m.Addr.(*net.UDPAddr).AddrPort()
-			ep := &endpoint{ap: netip.AddrPortFrom(ua.Addr().Unmap(), ua.Port())}
+			ep := &endpoint{ap: netip.AddrPortFrom(ua.Addr().Unmap(), ua.Port()), strict: b.strict}
 			if c, err := parseControl(m.OOB[:m.NN]); err == nil {
 				ep.setSrc(c)
 			}
@@ -483,7 +485,7 @@ func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	var ctl [srcControlMax]byte
 	if tx.Load() {
 		n := coalesce(ua, is6, bufs, *ms)
-		err := writeSticky(bw, (*ms)[:n], e, e.srcControl(&ctl))
+		err := writeSticky(bw, (*ms)[:n], e, e.srcControl(&ctl), b.strict)
 		if err == nil || !gsoRefused(err) {
 			return err
 		}
@@ -494,7 +496,7 @@ func (b *udpBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		(*ms)[i].Addr = ua
 		(*ms)[i].Buffers[0] = bufs[i]
 	}
-	return writeSticky(bw, (*ms)[:len(bufs)], e, e.srcControl(&ctl))
+	return writeSticky(bw, (*ms)[:len(bufs)], e, e.srcControl(&ctl), b.strict)
 }
 
 // writeAll sends ms and returns how many went out: all, or those before

@@ -53,12 +53,21 @@ type endpoint struct {
 	src     [16]byte    // node address; IPv4 in the first 4 bytes
 	ifindex int32       // arrival interface (IPv4, IPv6 link-local), else 0
 	sticky  atomic.Bool // src is valid
+	// strict keeps src through ClearSrc (Options.StrictSource):
+	// wireguard-go clears it before a handshake retry, which would send the
+	// retry from the routing table's source — the node's own address.
+	strict bool
 }
 
 var _ conn.Endpoint = (*endpoint)(nil)
 
 // ClearSrc forgets the sticky source: replies take the routing table's.
-func (e *endpoint) ClearSrc() { e.sticky.Store(false) }
+// A strict endpoint keeps it.
+func (e *endpoint) ClearSrc() {
+	if !e.strict {
+		e.sticky.Store(false)
+	}
+}
 
 // SrcToString is the sticky source address, or "" without one.
 func (e *endpoint) SrcToString() string {
@@ -204,13 +213,14 @@ func setPktinfo(fd int, is6 bool) error {
 // writeSticky sends ms with src (e's PKTINFO control message, or empty)
 // after each message's other control messages. When the kernel refuses the
 // source (EINVAL: the address has gone from the node) it clears e's source
-// and sends the rest of ms once more without it.
-func writeSticky(bw batchWriter, ms []ipv6.Message, e *endpoint, src []byte) error {
+// and sends the rest of ms once more without it — unless strict: then the
+// error is returned and the source kept (Options.StrictSource).
+func writeSticky(bw batchWriter, ms []ipv6.Message, e *endpoint, src []byte, strict bool) error {
 	for i := range ms {
 		ms[i].OOB = append(ms[i].OOB, src...) // within oobSize: never allocates
 	}
 	sent, err := writeAll(bw, ms)
-	if err == nil || len(src) == 0 || !errors.Is(err, unix.EINVAL) {
+	if err == nil || len(src) == 0 || !errors.Is(err, unix.EINVAL) || strict {
 		return err
 	}
 	e.ClearSrc()

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -215,7 +216,7 @@ func TestSendControl(t *testing.T) {
 			ms := sendMsgs(t, tc.ep, tc.gso, tc.sizes)
 			w := &recordWriter{}
 			var buf [srcControlMax]byte
-			if err := writeSticky(w, ms, tc.ep, tc.ep.srcControl(&buf)); err != nil {
+			if err := writeSticky(w, ms, tc.ep, tc.ep.srcControl(&buf), false); err != nil {
 				t.Fatal(err)
 			}
 			if len(w.oobs) != len(tc.want) {
@@ -267,7 +268,7 @@ func TestSendSourceGoneRetriesWithout(t *testing.T) {
 			ms := sendMsgs(t, e, tc.gso, []int{1000, 1000, 1000})
 			w := &recordWriter{gone: netip.MustParseAddr("198.18.0.2")}
 			var buf [srcControlMax]byte
-			if err := writeSticky(w, ms, e, e.srcControl(&buf)); err != nil {
+			if err := writeSticky(w, ms, e, e.srcControl(&buf), false); err != nil {
 				t.Fatal(err)
 			}
 			if e.SrcIP().IsValid() {
@@ -287,8 +288,33 @@ func TestSendSourceGoneRetriesWithout(t *testing.T) {
 	e := stickyEndpoint("198.18.1.1:5000", "198.18.0.2", 3)
 	ms := sendMsgs(t, e, false, []int{100})
 	var buf [srcControlMax]byte
-	if err := writeSticky(failWriter{}, ms, e, e.srcControl(&buf)); err == nil || !e.SrcIP().IsValid() {
+	if err := writeSticky(failWriter{}, ms, e, e.srcControl(&buf), false); err == nil || !e.SrcIP().IsValid() {
 		t.Fatalf("err %v, source %v", err, e.SrcIP())
+	}
+}
+
+// With StrictSource a gone source is an error: nothing leaves from another
+// address and the source stays (the member must come back to it, or go to
+// the node that holds it now).
+func TestSendSourceGoneStrict(t *testing.T) {
+	e := stickyEndpoint("198.18.1.1:5000", "198.18.0.254", 3)
+	ms := sendMsgs(t, e, false, []int{1000, 1000})
+	w := &recordWriter{gone: netip.MustParseAddr("198.18.0.254")}
+	var buf [srcControlMax]byte
+	if err := writeSticky(w, ms, e, e.srcControl(&buf), true); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("err %v, want EINVAL", err)
+	}
+	if len(w.oobs) != 0 {
+		t.Fatalf("%d messages left from another source", len(w.oobs))
+	}
+	if e.SrcIP() != netip.MustParseAddr("198.18.0.254") {
+		t.Fatalf("source %v after a strict failure", e.SrcIP())
+	}
+	// wireguard-go's ClearSrc before a handshake retry keeps it too.
+	e.strict = true
+	e.ClearSrc()
+	if e.SrcIP() != netip.MustParseAddr("198.18.0.254") {
+		t.Fatalf("strict source cleared by ClearSrc: %v", e.SrcIP())
 	}
 }
 

@@ -44,6 +44,13 @@ type Options struct {
 	// NoUAPI skips the /var/run/wireguard socket (unit tests).
 	NoUAPI bool
 
+	// StrictSource never answers a member from another address than the
+	// one it dialled: when that address has gone from the node (a cluster
+	// address moved to another node) sends to the member fail instead of
+	// leaving from the node's own address — which would pull the member
+	// back to this node and away from the one now holding the address.
+	StrictSource bool
+
 	// TUN and UDP are a previous process's TUN and UDP sockets (systemd's
 	// fd store, see adopt.go), adopted instead of created; OpenLink takes
 	// ownership. Unusable ones are closed and logged, and fresh ones made.
@@ -108,6 +115,7 @@ func OpenLink(opts Options) (l *Link, err error) {
 		}
 	}
 	ub := newUDPBind(v4, v6, localPort(v4, v6))
+	ub.strict = opts.StrictSource
 	if err := configureLink(opts.Name, opts.MTU, opts.Addrs); err != nil {
 		ub.release()
 		raw.Close()

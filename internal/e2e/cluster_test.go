@@ -439,9 +439,22 @@ func (c *chunks) around(t time.Time) (before, after time.Time, n int) {
 // stall is the member's: B cannot decrypt the session A held, so the
 // member's wireguard-go starts a new handshake only when its data has gone
 // unanswered for KeepaliveTimeout + RekeyTimeout (15 s). A is down, as
-// when keepalived moves an address: a move away from a running A does not
-// reach B (A re-handshakes from its own address; reported on issue 15).
+// when keepalived moves an address (TestClusterPlannedMove moves it away
+// from a running A).
 func TestClusterFailover(t *testing.T) {
+	testClusterMove(t, true)
+}
+
+// TestClusterPlannedMove: the cluster address moves from a running A to B
+// (maintenance). Before strict sources A kept answering the member from
+// its own address when the cluster address left it — its handshake pulled
+// the member back to A's own address and B never saw it; now A's sends
+// fail, and the member re-handshakes with B through the cluster address.
+func TestClusterPlannedMove(t *testing.T) {
+	testClusterMove(t, false)
+}
+
+func testClusterMove(t *testing.T, aDown bool) {
 	cl := newClusterLab(t, 1)
 	a := cl.nodes[0]
 	ctx := context.Background()
@@ -454,8 +467,10 @@ func TestClusterFailover(t *testing.T) {
 	if err := netlab.WaitFor(ctx, 10*time.Second, func() bool { _, _, n := ch.around(time.Now()); return n >= 5 }); err != nil {
 		t.Fatal("download through A did not start")
 	}
-	if _, err := a.NS().Exec(ctx, "ip", "link", "set", netlab.ExitUnderlayIface, "down"); err != nil {
-		t.Fatal(err)
+	if aDown {
+		if _, err := a.NS().Exec(ctx, "ip", "link", "set", netlab.ExitUnderlayIface, "down"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	moved := time.Now()
 	if err := cl.cl.MoveFloating(1); err != nil {
@@ -475,14 +490,19 @@ func TestClusterFailover(t *testing.T) {
 	}
 	before, after, _ := ch.around(moved)
 	stall := after.Sub(moved)
-	t.Logf("failover A -> B: download resumed %v after the move (gap between chunks %v; target 6 s)",
-		stall.Round(time.Millisecond), after.Sub(before).Round(time.Millisecond))
+	t.Logf("move A -> B (A down: %v): download resumed %v after the move (gap between chunks %v; target 6 s)",
+		aDown, stall.Round(time.Millisecond), after.Sub(before).Round(time.Millisecond))
 	if stall > 30*time.Second {
 		t.Errorf("failover stall %v, want under 30 s", stall)
 	}
 	waitExit(t, m.NS, 1, 5*time.Second)
 	if !strings.Contains(m.Config, "Endpoint = "+netlab.FloatingUnderlay4+":443") {
 		t.Fatalf("member config changed")
+	}
+	// The member talks to the cluster address, not to A's own one.
+	out, err := m.NS.Exec(ctx, "wg", "show", m.Dev, "endpoints")
+	if err != nil || !strings.Contains(string(out), netlab.FloatingUnderlay4+":443") {
+		t.Fatalf("member endpoint after the move: %s %v", out, err)
 	}
 }
 
