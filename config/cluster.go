@@ -59,6 +59,9 @@ func (c *Cluster) finish() error {
 	if (c.Cert == "") != (c.Key == "") {
 		return bad("cluster.cert", "cert and key go together (this node's etcd client certificate)")
 	}
+	if c.Name != "" && !validNodeName(c.Name) {
+		return bad("cluster.name", "want 1-64 letters, digits, '.', '_' or '-', got %q", c.Name)
+	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultClusterPrefix
 	}
@@ -66,4 +69,18 @@ func (c *Cluster) finish() error {
 		return bad("cluster.prefix", "want a key path such as \"/exitd/eu-1\", got %q", c.Prefix)
 	}
 	return nil
+}
+
+// validNodeName: 1-64 letters, digits, '.', '_' and '-' (the node's key in
+// etcd and its label in exitctl cluster status).
+func validNodeName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

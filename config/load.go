@@ -1,9 +1,11 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -99,18 +101,34 @@ var typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\
 
 // known lists every key, for "did you mean" hints.
 func knownKeys() []string {
-	return []string{
-		"state_dir", "public_endpoint", "listen.port", "tunnel.name", "tunnel.mtu",
-		"tunnel.ipv4", "tunnel.ipv6", "wan.interface", "wan.nat", "wan.snat_pool",
-		"wan.snat_ports", "wan.nat_tables", "filter.member_isolation", "filter.block", "filter.allow", "control.socket",
-		"control.group", "scheduler.discipline", "scheduler.egress_rate",
-		"scheduler.ingress_rate", "scheduler.byte_limit", "scheduler.packet_limit",
-		"members.address_quarantine", "metrics.listen", "metrics.sample_interval", "log.level",
-		"dns.enabled", "dns.upstreams", "dns.cache_entries", "dns.member_qps", "dns.member_burst",
-		"dns.rebind_protection", "dns.blocklist", "dns.capture",
-		"socks.enabled", "socks.max_sessions", "socks.connect_rate", "socks.connect_burst",
-		"socks.idle_timeout", "socks.listen",
+	return tomlKeys(reflect.TypeFor[Config](), "")
+}
+
+// tomlKeys lists the dotted TOML keys of struct type t's tagged fields:
+// a nested table's keys under its name, an array of tables (and any other
+// value) as its own key. Derived from the tags, so a new table cannot be
+// forgotten by the case and typo checks.
+func tomlKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		if ft := f.Type; ft.Kind() == reflect.Struct && !implementsText(ft) {
+			out = append(out, tomlKeys(ft, prefix+name+".")...)
+			continue
+		}
+		out = append(out, prefix+name)
 	}
+	return out
+}
+
+// implementsText reports whether values of t parse themselves from TOML
+// text (Duration, PaceRate, ...): they are keys, not tables.
+func implementsText(t reflect.Type) bool {
+	var u encoding.TextUnmarshaler
+	return reflect.PointerTo(t).Implements(reflect.TypeOf(&u).Elem())
 }
 
 // caseMismatch returns the first decoded key that is not spelled exactly

@@ -127,10 +127,13 @@ func (b backend) RemoveMembers(_ context.Context, refs []string) ([]control.Memb
 		if err != nil {
 			return nil, err
 		}
-		if !seen[m.PublicKey] {
-			seen[m.PublicKey] = true
-			ms = append(ms, m)
+		// The registry refuses a member named twice: refuse it before the
+		// device, whose removal would end the member's session for nothing.
+		if seen[m.PublicKey] {
+			return nil, fmt.Errorf("%w: %q appears twice in the request", members.ErrDuplicate, m.Label)
 		}
+		seen[m.PublicKey] = true
+		ms = append(ms, m)
 	}
 	if err := n.plane.Remove(ms); err != nil {
 		return nil, fmt.Errorf("%w: %v; no member was removed", control.ErrConflict, err)

@@ -90,7 +90,7 @@ func (n *Node) routineFollow(ctx context.Context) {
 func (n *Node) applyRemote(evs []members.Event) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var added, removed, cut []members.Member
+	var added, reused, removed, cut []members.Member
 	quotas := false
 	for _, e := range evs {
 		switch {
@@ -100,7 +100,7 @@ func (n *Node) applyRemote(evs []members.Event) {
 			}
 			quotas = quotas || e.After.MaxConns != 0
 			if e.After.ReusedAddress {
-				cut = append(cut, e.After)
+				reused = append(reused, e.After)
 			}
 		case e.Removed():
 			removed = append(removed, e.Before)
@@ -116,6 +116,10 @@ func (n *Node) applyRemote(evs []members.Event) {
 			quotas = quotas || e.Before.MaxConns != e.After.MaxConns
 		}
 	}
+	// A reused address starts with no tracked flows: flushed now, before
+	// the member is in the device, as AddMembers does (never later, when
+	// its own flows exist).
+	n.cut(prefixesOf(reused))
 	if len(added) > 0 {
 		if err := n.plane.Add(added); err != nil {
 			n.log.Error("cluster: add members to the device; restart reconciles", "count", len(added), "err", err)

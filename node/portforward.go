@@ -59,10 +59,18 @@ func (n *Node) startPortForward() (func(), error) {
 			}
 		}
 	}
+	// NewTable installed the restored mappings: a failed start takes them
+	// out again (the nat step's undo removes only the main tables).
+	fail := func(err error) (func(), error) {
+		if rerr := n.nat.RemoveForwards(); rerr != nil {
+			n.log.Error("remove the port-forward table after a failed start", "err", rerr)
+		}
+		return nil, err
+	}
 	gw := c.Tunnel.Gateway4()
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(gw, portforward.ServerPort)))
 	if err != nil {
-		return nil, fmt.Errorf("portforward: listen on %s:%d: %w (set [portforward] enabled = false to run without it)", gw, portforward.ServerPort, err)
+		return fail(fmt.Errorf("portforward: listen on %s:%d: %w (set [portforward] enabled = false to run without it)", gw, portforward.ServerPort, err))
 	}
 	s, err := portforward.NewServer(t, portforward.ServerOptions{
 		Identify: func(src netip.Addr) (string, bool) {
@@ -77,10 +85,10 @@ func (n *Node) startPortForward() (func(), error) {
 	})
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("portforward: %w", err)
+		return fail(fmt.Errorf("portforward: %w", err))
 	}
 	if err := s.Start(conn); err != nil {
-		return nil, fmt.Errorf("portforward: %w", err)
+		return fail(fmt.Errorf("portforward: %w", err))
 	}
 	n.pf, n.pfTable = s, t
 	n.log.Info("serving NAT-PMP to members", "addr", netip.AddrPortFrom(gw, portforward.ServerPort),
