@@ -527,9 +527,14 @@ func TestClusterEtcdOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	// An add proposed while the survivors still follow the dead leader is
-	// lost by etcd and fails after exitd's 5 s request timeout (reported
-	// on issue 15); from the new leader's election on, adds must work.
+	// An add proposed at once, while the survivors still follow the dead
+	// leader, is lost by etcd; exitd's store reads back whether it
+	// committed and proposes it again within its 5 s request time (before,
+	// the add failed "unavailable" after 5 s although two of three etcd
+	// members were up).
+	_, pubAtOnce, ackedAtOnce := addMember(t, b, "at-once")
+	t.Logf("add on B proposed as the leader died: acknowledged %v later", ackedAtOnce.Sub(killed).Round(time.Millisecond))
+	waitPeer(t, a, pubAtOnce, true, 5*time.Second)
 	newLeader := -1
 	if err := netlab.WaitFor(ctx, 10*time.Second, func() bool {
 		newLeader, err = cl.etcd.Leader(ctx)
@@ -559,8 +564,8 @@ func TestClusterEtcdOutage(t *testing.T) {
 		t.Fatalf("member add with etcd down = %v, %q; want the unavailable error", err, out)
 	}
 	t.Logf("etcd down: exitctl member add failed after %v: %v", took.Round(time.Millisecond), err)
-	if ms, err := listMembers(c); err != nil || len(ms) != 2 {
-		t.Errorf("C lists %d members with etcd down (%v), want the 2 cached", len(ms), err)
+	if ms, err := listMembers(c); err != nil || len(ms) != 3 {
+		t.Errorf("C lists %d members with etcd down (%v), want the 3 cached", len(ms), err)
 	}
 	waitExit(t, m.NS, 0, 5*time.Second)
 
@@ -588,8 +593,8 @@ func TestClusterEtcdOutage(t *testing.T) {
 		t.Errorf("add on C after the outage reached A, B after %v, want within 1 s", lat)
 	}
 	for _, n := range cl.nodes {
-		if ms, err := listMembers(n); err != nil || len(ms) != 3 {
-			t.Errorf("%s lists %d members after the outage (%v), want 3", nodeName(n), len(ms), err)
+		if ms, err := listMembers(n); err != nil || len(ms) != 4 {
+			t.Errorf("%s lists %d members after the outage (%v), want 4", nodeName(n), len(ms), err)
 		}
 	}
 	waitExit(t, m.NS, 0, 5*time.Second)

@@ -1,9 +1,11 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -156,6 +158,7 @@ func (s *Store) commitTxn(ctx context.Context, ops []members.Op) (int64, error) 
 	var cmps []clientv3.Cmp
 	var then, els []clientv3.Op
 	var checks []check
+	var outcome []written
 	for i, op := range ops {
 		slot := s.ks.slot(op.Prev.Slot)
 		if op.Prev.Absent() {
@@ -170,6 +173,7 @@ func (s *Store) commitTxn(ctx context.Context, ops []members.Op) (int64, error) 
 		if err != nil {
 			return 0, fmt.Errorf("etcdstore: commit: %w", err)
 		}
+		outcome = append(outcome, written{key: slot, value: v, prevRev: op.Prev.Rev, prevAbsent: op.Prev.Absent()})
 		if v == nil {
 			then = append(then, clientv3.OpDelete(slot))
 		} else {
@@ -188,17 +192,35 @@ func (s *Store) commitTxn(ctx context.Context, ops []members.Op) (int64, error) 
 			then = append(then, clientv3.OpDelete(s.ks.label(prev.Label)), clientv3.OpDelete(s.ks.key(prev.PublicKey)))
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Txn(rctx).If(cmps...).Then(then...).Else(els...).Commit()
-	if err != nil {
+	// An attempt that times out (an etcd member lost, a leader being
+	// elected) may or may not have committed: read the slots to tell, and
+	// try again while the request's time lasts.
+	deadline := time.Now().Add(s.opts.RequestTimeout)
+	var resp *clientv3.TxnResponse
+	for {
+		attempt := min(time.Until(deadline), max(s.opts.RequestTimeout*2/5, time.Second))
+		rctx, cancel := context.WithTimeout(ctx, attempt)
+		r, err := s.cli.Txn(rctx).If(cmps...).Then(then...).Else(els...).Commit()
+		cancel()
+		if err == nil {
+			resp = r
+			break
+		}
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if isUnavailable(err) {
+		if !isUnavailable(err) {
+			return 0, fmt.Errorf("etcdstore: commit: %w", err)
+		}
+		if time.Until(deadline) <= 0 {
 			return 0, s.unavailable("commit", err)
 		}
-		return 0, fmt.Errorf("etcdstore: commit: %w", err)
+		switch rev, state := s.outcome(ctx, outcome, deadline); state {
+		case committed:
+			return rev, nil
+		case unknown:
+			return 0, s.unavailable("commit", err)
+		} // notCommitted: the same transaction again
 	}
 	if resp.Succeeded {
 		return resp.Header.Revision, nil
@@ -226,4 +248,67 @@ func (s *Store) commitTxn(ctx context.Context, ops []members.Op) (int64, error) 
 		return 0, errors.New("etcdstore: commit: transaction refused without a visible conflict")
 	}
 	return 0, &c
+}
+
+// written is what a transaction does to one slot key: value (nil: delete)
+// over the state it compared (prevRev, or prevAbsent).
+type written struct {
+	key        string
+	value      []byte
+	prevRev    int64
+	prevAbsent bool
+}
+
+type txnState int
+
+const (
+	unknown txnState = iota
+	committed
+	notCommitted
+)
+
+// outcome reads the slot keys of a transaction whose answer was lost: all
+// at their new values is committed (the revision that wrote them), all at
+// the compared state is not committed, anything else (another node wrote
+// since, or etcd still does not answer) is unknown.
+func (s *Store) outcome(ctx context.Context, ws []written, deadline time.Time) (int64, txnState) {
+	gets := make([]clientv3.Op, len(ws))
+	for i, w := range ws {
+		gets[i] = clientv3.OpGet(w.key)
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).Then(gets...).Commit()
+	if err != nil {
+		return 0, unknown
+	}
+	var rev int64
+	done, untouched := true, true
+	for i, w := range ws {
+		kvs := resp.Responses[i].GetResponseRange().GetKvs()
+		var now []byte
+		var modRev int64
+		if len(kvs) > 0 {
+			now, modRev = kvs[0].Value, kvs[0].ModRevision
+		}
+		if (w.value == nil) != (now == nil) || !bytes.Equal(now, w.value) {
+			done = false
+		}
+		if modRev > rev {
+			rev = modRev
+		}
+		if w.prevAbsent != (len(kvs) == 0) || !w.prevAbsent && modRev != w.prevRev {
+			untouched = false
+		}
+	}
+	switch {
+	case done && !untouched:
+		if rev == 0 { // only deletes: no key carries the revision
+			rev = resp.Header.Revision
+		}
+		return rev, committed
+	case untouched && !done:
+		return 0, notCommitted
+	}
+	return 0, unknown
 }
