@@ -88,6 +88,12 @@ bench-dns: deps build
 bench-flood: deps build
 	$(BIN)/exitlab flood-bench --out bench-results
 
+# Conntrack fair state: one member fills the table while nine connect,
+# quotas on vs off; the CPU of the quota rules (docs/performance.md).
+.PHONY: bench-conn
+bench-conn: deps build
+	$(BIN)/exitlab conn-bench --out bench-results
+
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./sched/ ./members/
 

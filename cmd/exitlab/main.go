@@ -52,6 +52,7 @@ var subcommands = []func(*binFlags, io.Writer) *cobra.Command{
 	newDNSBenchCmd,
 	newSocksBenchCmd,
 	newFloodBenchCmd,
+	newConnBenchCmd,
 }
 
 func newRootCmd(stdout io.Writer) *cobra.Command {
