@@ -20,6 +20,7 @@ func TestOutcome(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	cli := e.client()
+	defer cli.Close()
 	a, b := s.ks.slot(2), s.ks.slot(3)
 	put := func(k, v string) int64 {
 		t.Helper()
