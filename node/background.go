@@ -57,11 +57,8 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 func (n *Node) statusLine() string {
-	s, err := backend{n}.Status(context.Background())
-	if err != nil {
-		return "status unavailable"
-	}
-	return fmt.Sprintf("%d/%d members connected, rx %d B tx %d B", s.MembersConnected, s.MembersTotal, s.RxBytes, s.TxBytes)
+	s := n.summary()
+	return fmt.Sprintf("%d/%d members connected, rx %d B tx %d B", s.connected, s.total, s.rx, s.tx)
 }
 
 // Reload re-reads the config and the registry and applies what can change

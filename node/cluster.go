@@ -267,10 +267,8 @@ func (n *Node) routineCluster(ctx context.Context) {
 func (n *Node) clusterRecord() []byte {
 	cfg := n.config()
 	cn := control.ClusterNode{Name: n.cluster.name, Endpoint: cfg.PublicEndpoint, Version: n.version, Updated: n.now().UTC()}
-	if s, err := (backend{n}).Status(context.Background()); err == nil {
-		cn.MembersConnected, cn.MembersTotal = s.MembersConnected, s.MembersTotal
-		cn.TableOK = s.NATPresent
-	}
+	s := n.summary()
+	cn.MembersConnected, cn.MembersTotal, cn.TableOK = s.connected, s.total, s.natPresent
 	if n.plane != nil {
 		sample := n.plane.Sample()
 		for k := range sample.Cur {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"time"
 
+	"exitd/control"
 	"exitd/dataplane"
 	"exitd/keys"
 	"exitd/service"
@@ -57,16 +58,39 @@ func (r *rates) update(now time.Time, rx, tx uint64) {
 
 // serviceStatus is the STATUS line: members connected and throughput.
 func (n *Node) serviceStatus(r *rates) string {
-	s, err := backend{n}.Status(context.Background())
-	if err != nil {
-		return "status unavailable"
-	}
-	r.update(n.now(), s.RxBytes, s.TxBytes)
-	line := fmt.Sprintf("%d/%d members connected, down %s, up %s", s.MembersConnected, s.MembersTotal, units.FormatBitRate(r.down), units.FormatBitRate(r.up))
-	if !s.NATPresent {
+	s := n.summary()
+	r.update(n.now(), s.rx, s.tx)
+	line := fmt.Sprintf("%d/%d members connected, down %s, up %s", s.connected, s.total, units.FormatBitRate(r.down), units.FormatBitRate(r.up))
+	if !s.natPresent {
 		line += ", NFTABLES TABLE MISSING"
 	}
 	return line
+}
+
+// summaryFigures are the node's headline figures.
+type summaryFigures struct {
+	connected, total int
+	rx, tx           uint64
+	natPresent       bool
+}
+
+// summary is what STATUS= and the cluster record show: one peer sample
+// (shared with every reader for 100 ms) and the table's presence — not the
+// full Status, which walks the conntrack table and copies the registry.
+func (n *Node) summary() summaryFigures {
+	s := summaryFigures{total: n.reg.Len()}
+	now := n.now()
+	for _, ps := range n.plane.Sample().Cur {
+		s.rx += ps.RxBytes
+		s.tx += ps.TxBytes
+		if control.Connected(ps.LastHandshake, now) {
+			s.connected++
+		}
+	}
+	if n.nat != nil {
+		s.natPresent, _ = n.nat.Present()
+	}
+	return s
 }
 
 // healthLimit is how long a data-path stage may stay busy: a third of
