@@ -74,6 +74,7 @@ func TestClusterConfig(t *testing.T) {
 		{"endpoints = [\"10.0.0.5:2379\"]\nprefix = \"exitd\"\n", "cluster.prefix"},
 		{"endpoints = [\"10.0.0.5:2379\"]\nprefix = \"/\"\n", "cluster.prefix"},
 		{"endpoints = [\"10.0.0.5:2379\"]\nname = \"exit a/1\"\n", "cluster.name"},
+		{"endpoints = [\"10.0.0.5:2379\"]\nmax_txn_ops = 4\n", "cluster.max_txn_ops"},
 	} {
 		if _, err := Parse("exitd.toml", []byte(minimal+"[cluster]\n"+tc.src)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %s", tc.src, err, tc.want)

@@ -42,7 +42,7 @@ func openRegistry(c *config.Config, opts members.Options, log func(msg string, a
 	cl := c.Cluster
 	st, err := etcdstore.Open(etcdstore.Options{
 		Endpoints: cl.Endpoints, CertFile: cl.Cert, KeyFile: cl.Key, CAFile: cl.CA, Prefix: cl.Prefix,
-		CachePath: filepath.Join(c.StateDir, memberCacheFile),
+		CachePath: filepath.Join(c.StateDir, memberCacheFile), MaxTxnOps: cl.MaxTxnOps,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("[cluster]: %w", err)
