@@ -94,6 +94,15 @@ bench-flood: deps build
 bench-conn: deps build
 	$(BIN)/exitlab conn-bench --out bench-results
 
+# Cluster (issue 15): 3 nodes on a 3-member etcd (Debian's, installed when
+# missing): 20,000 members added through one node until live on all three,
+# single-change sync p50/p99, RSS, etcd's DB size.
+.PHONY: bench-cluster
+bench-cluster: deps build
+	@command -v etcd >/dev/null || test -x /usr/bin/etcd || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null)
+	$(BIN)/exitlab cluster-bench --out bench-results
+
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./sched/ ./members/
 

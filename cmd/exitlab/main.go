@@ -53,6 +53,7 @@ var subcommands = []func(*binFlags, io.Writer) *cobra.Command{
 	newSocksBenchCmd,
 	newFloodBenchCmd,
 	newConnBenchCmd,
+	newClusterBenchCmd,
 }
 
 func newRootCmd(stdout io.Writer) *cobra.Command {
