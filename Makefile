@@ -21,9 +21,9 @@ build:
 deps:
 	@command -v wireguard-go >/dev/null && command -v wg >/dev/null && command -v nft >/dev/null && \
 	 command -v iperf3 >/dev/null && command -v curl >/dev/null && command -v ping >/dev/null && command -v tc >/dev/null && \
-	 command -v dig >/dev/null || \
+	 command -v dig >/dev/null && command -v etcd >/dev/null || \
 	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	   wireguard-go wireguard-tools nftables iproute2 iperf3 curl iputils-ping ethtool dnsutils >/dev/null)
+	   wireguard-go wireguard-tools nftables iproute2 iperf3 curl iputils-ping ethtool dnsutils etcd-server >/dev/null)
 
 # The packages that reconfigure during traffic run a second time under the
 # race detector.

@@ -157,7 +157,7 @@ func demo(ctx context.Context, bins harness.Binaries, w io.Writer, dur time.Dura
 		return fmt.Errorf("exitd did not stop cleanly: code %d, %v", code, err)
 	}
 	fmt.Fprintf(w, "\n    exitd stopped (exit code 0): its nftables table and TUN are gone.\n")
-	return nil
+	return demoCluster(ctx, bins, w, s)
 }
 
 func liveDownload(ctx context.Context, w io.Writer, node *harness.Node, m *harness.Member, dur time.Duration) error {
