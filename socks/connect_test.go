@@ -496,3 +496,34 @@ func TestStart(t *testing.T) {
 	}
 	checkNoGoroutines(t)
 }
+
+// TestDialerLocalAddr: a *net.Dialer's LocalAddr is honoured (DialTCP, the
+// fast path for *net.Dialer, would not see it).
+func TestDialerLocalAddr(t *testing.T) {
+	l, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(netip.AddrPortFrom(lo4, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := closedPort(t) // a free local port to dial from
+	opts := testOptions()
+	opts.Dialer = &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(src)}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := s.dialAddr(t.Context(), l.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	in, err := l.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if got := in.RemoteAddr().(*net.TCPAddr).AddrPort(); got != src {
+		t.Errorf("dialed from %v, want LocalAddr %v", got, src)
+	}
+}

@@ -13,15 +13,20 @@ package socks
 // io.Copy would pin a pipe per direction for the life of every idle session.
 //
 // End of stream on one side half-closes the other (CloseWrite) and the
-// other direction carries on; any error ends both. Idle time is measured
-// from the last chunk in either direction: each source has a read deadline,
-// and on expiry the direction extends it from that last chunk or, after a
-// full IdleTimeout without data, ends the session. A direction that has
-// finished watches the clock for the one still running, whose read deadline
-// cannot fire while it is stuck writing to a peer that does not read.
+// other direction carries on; any error ends both, and so does the end of
+// the second stream (closing both sockets sends what a half-close would).
+// Idle time is measured from the last chunk in either direction: each
+// source has a read deadline, and on expiry the direction extends it from
+// that last chunk or, after a full IdleTimeout without data, ends the
+// session. Once one direction has finished, a timer (the watch) keeps the
+// clock for the one still running, whose read deadline cannot fire while
+// it is stuck writing to a peer that does not read. RoutineRelayDown exits
+// when its direction ends; RoutineSession waits for both, since its return
+// closes the session.
 
 import (
 	"io"
+	"math"
 	"net"
 	"sync/atomic"
 	"time"
@@ -45,6 +50,7 @@ type tcpRelay struct {
 	lastActive atomic.Int64 // unix nanoseconds of the last chunk either way
 	running    atomic.Int32 // directions not yet finished
 	bothDone   chan struct{}
+	watch      atomic.Pointer[time.Timer] // set by the first direction to finish
 }
 
 func (ss *session) relay(remote net.Conn, p *pacer) {
@@ -61,6 +67,7 @@ func (ss *session) relay(remote net.Conn, p *pacer) {
 	s.wg.Add(1) // RoutineSession is counted, so Close cannot be waiting at zero
 	go r.RoutineRelayDown(down, remote)
 	r.run(up, ss.client, remote, &s.stats.bytesUp)
+	<-r.bothDone
 }
 
 // RoutineRelayDown relays remote → client.
@@ -69,6 +76,7 @@ func (r *tcpRelay) RoutineRelayDown(d direction, remote net.Conn) {
 	r.run(d, remote, r.ss.client, &r.ss.srv.stats.bytesDown)
 }
 
+// run moves chunks until its source ends, then finishes the direction.
 func (r *tcpRelay) run(d direction, src, dst net.Conn, bytes *atomic.Uint64) {
 	var err error
 	for {
@@ -83,13 +91,17 @@ func (r *tcpRelay) run(d direction, src, dst net.Conn, bytes *atomic.Uint64) {
 		}
 		break
 	}
-	if err == io.EOF {
+	// At end of stream with the other direction still running, pass the
+	// half-close on. Otherwise (error, idle, no half-close, or both streams
+	// ended) close both sockets: for a second end of stream that sends the
+	// same FIN without a shutdown(2) first.
+	if err == io.EOF && r.running.Load() == 2 {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 			r.finish()
 			return
 		}
 	}
-	r.ss.close() // error, idle, or no half-close: end both directions
+	r.ss.close()
 	r.finish()
 }
 
@@ -104,29 +116,43 @@ func (r *tcpRelay) extend(src net.Conn) bool {
 	return true
 }
 
-// finish marks one direction done; the first to finish waits for the other
-// and closes the session if no chunk moves for IdleTimeout.
+// finish marks one direction done. The first to finish starts the watch,
+// which closes the session if no chunk moves for IdleTimeout; the last
+// stops it and releases RoutineSession.
 func (r *tcpRelay) finish() {
 	if r.running.Add(-1) == 0 {
+		r.stopWatch()
 		close(r.bothDone)
 		return
 	}
-	t := time.NewTimer(r.idle)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.bothDone:
-			return
-		case <-t.C:
-			since := time.Since(time.Unix(0, r.lastActive.Load()))
-			if since >= r.idle {
-				r.ss.close()
-				<-r.bothDone
-				return
-			}
-			t.Reset(r.idle - since)
-		}
+	// Stored before it is armed: onWatch re-arms it through r.watch.
+	t := time.AfterFunc(math.MaxInt64, r.onWatch)
+	r.watch.Store(t)
+	t.Reset(r.idle)
+	if r.running.Load() == 0 {
+		// The other direction finished in between and may have missed the
+		// timer; Stop is idempotent.
+		r.stopWatch()
 	}
+}
+
+func (r *tcpRelay) stopWatch() {
+	if t := r.watch.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// onWatch runs on the watch timer's own goroutine.
+func (r *tcpRelay) onWatch() {
+	if r.running.Load() == 0 {
+		return
+	}
+	since := time.Since(time.Unix(0, r.lastActive.Load()))
+	if since >= r.idle {
+		r.ss.close()
+		return
+	}
+	r.watch.Load().Reset(r.idle - since)
 }
 
 // newDirection picks splice when the platform and both conns allow it.

@@ -1,12 +1,14 @@
 package socks
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -199,5 +201,135 @@ func TestIdleSessionFootprint(t *testing.T) {
 	}
 	if perSession > 40<<10 {
 		t.Errorf("%.0f bytes per idle session, want < 40 KiB", perSession)
+	}
+}
+
+// rawFD returns c's file descriptor; c must stay open while it is used.
+func rawFD(t testing.TB, c *net.TCPConn) uintptr {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd uintptr
+	if err := rc.Control(func(f uintptr) { fd = f }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// TestQueued: the MSG_PEEK|MSG_TRUNC probe counts queued bytes up to
+// maxChunk without consuming them, and tells no data (EAGAIN) from end of
+// stream (0) and from an error.
+func TestQueued(t *testing.T) {
+	send, recv := tcpPair(t)
+	if err := recv.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	fd := rawFD(t, recv)
+	probe := func() (int, error) {
+		for {
+			n, err := queued(fd)
+			if err != syscall.EINTR {
+				return n, err
+			}
+		}
+	}
+	if n, err := probe(); err != syscall.EAGAIN {
+		t.Fatalf("nothing sent: %d, %v; want EAGAIN", n, err)
+	}
+	for _, size := range []int{1, 1000, maxChunk, maxChunk + 5000} {
+		if _, err := send.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+		want := min(size, maxChunk)
+		var n int
+		var err error
+		waitFor(t, fmt.Sprintf("%d bytes queued", size), func() bool {
+			n, err = probe()
+			return err == nil && n == want
+		}, func() string { return fmt.Sprintf("last probe: %d, %v", n, err) })
+		// A second probe sees the same: nothing was consumed.
+		if n, err := probe(); n != want || err != nil {
+			t.Fatalf("second probe: %d, %v; want %d", n, err, want)
+		}
+		if _, err := io.ReadFull(recv, make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send.CloseWrite()
+	waitFor(t, "end of stream", func() bool {
+		n, err := probe()
+		return n == 0 && err == nil
+	})
+
+	// A reset is the socket's error.
+	send2, recv2 := tcpPair(t)
+	fd2 := rawFD(t, recv2)
+	send2.SetLinger(0)
+	send2.Close()
+	waitFor(t, "reset", func() bool {
+		_, err := queued(fd2)
+		return err == syscall.ECONNRESET
+	})
+}
+
+func keepAliveOn(t testing.TB, c *net.TCPConn) bool {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return v != 0
+}
+
+// TestNoKeepAlive: the proxy's sockets on both sides carry no TCP
+// keep-alive (see Listen); net.Listen's and a zero net.Dialer's would.
+func TestNoKeepAlive(t *testing.T) {
+	l, err := Listen(t.Context(), netip.AddrPortFrom(lo4, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	out, err := s.dialAddr(t.Context(), l.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	in := <-accepted
+	if in == nil {
+		t.Fatal("accept failed")
+	}
+	defer in.Close()
+	if keepAliveOn(t, in.(*net.TCPConn)) {
+		t.Error("accepted connection has SO_KEEPALIVE")
+	}
+	if keepAliveOn(t, out.(*net.TCPConn)) {
+		t.Error("dialed connection has SO_KEEPALIVE")
+	}
+	// The reference: Go's defaults turn it on.
+	a, _ := tcpPair(t)
+	if !keepAliveOn(t, a) {
+		t.Error("Go's default dial has no SO_KEEPALIVE: the check checks nothing")
 	}
 }

@@ -57,7 +57,7 @@ type Options struct {
 	// upload pacing use the real clock, as the kernel does.
 	Now      func() time.Time
 	Resolver Resolver // nil: net.DefaultResolver
-	Dialer   Dialer   // nil: &net.Dialer{Timeout: ConnectTimeout}
+	Dialer   Dialer   // nil: a net.Dialer without TCP keep-alive (see Listen)
 
 	// Deny reports destinations members must not reach (the deny set nat
 	// uses). It is checked after name resolution: a name with any denied
@@ -179,7 +179,7 @@ func New(opts Options) (*Server, error) {
 		opts.Resolver = net.DefaultResolver
 	}
 	if opts.Dialer == nil {
-		opts.Dialer = &net.Dialer{Timeout: opts.ConnectTimeout}
+		opts.Dialer = &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: -1}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -226,10 +226,26 @@ func (c *ListenerConfig) check() error {
 	return nil
 }
 
+// Listen opens a TCP listener set up as Start sets up its own, for Serve.
+// Accepted connections get no TCP keep-alive probes (Go's default sends one
+// every 15 s and costs four setsockopt(2) calls per connection, one tenth
+// of a CONNECT's system calls): the relay's IdleTimeout already ends a
+// session whose peer went silent, and members on mobile links are better
+// off without a probe waking them every 15 s. The default Dialer leaves
+// them off on the outbound side for the same reasons.
+func Listen(ctx context.Context, addr netip.AddrPort) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("socks: listen: %w", err)
+	}
+	return l, nil
+}
+
 // Serve accepts SOCKS clients on l until Close (then it returns
 // ErrServerClosed) or a fatal accept error. Running out of file descriptors
 // is not fatal: it is counted and accepting resumes after a back-off. Serve
-// takes ownership of l.
+// takes ownership of l; Listen makes a listener configured as Start's.
 func (s *Server) Serve(l net.Listener, cfg ListenerConfig) error {
 	if err := cfg.check(); err != nil {
 		l.Close()
@@ -267,10 +283,9 @@ func (s *Server) Start(cfgs []ListenerConfig) error {
 		if err := cfgs[i].check(); err != nil {
 			return fail(fmt.Errorf("socks: listener %v: %w", cfgs[i].Addr, err))
 		}
-		var lc net.ListenConfig
-		l, err := lc.Listen(s.ctx, "tcp", cfgs[i].Addr.String())
+		l, err := Listen(s.ctx, cfgs[i].Addr)
 		if err != nil {
-			return fail(fmt.Errorf("socks: listen: %w", err))
+			return fail(err)
 		}
 		ls = append(ls, l)
 	}

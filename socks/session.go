@@ -25,7 +25,8 @@ type session struct {
 	srv    *Server
 	client net.Conn
 	cfg    *ListenerConfig
-	done   chan struct{} // closed by close
+	done   chan struct{}    // closed by close
+	wbuf   [4 + 16 + 2]byte // RoutineSession's replies, without an allocation each
 
 	mu     sync.Mutex
 	peer   io.Closer // guarded by mu; the outbound conn or UDP socket
@@ -108,7 +109,11 @@ func (ss *session) RoutineSession() {
 	defer ss.close()
 
 	c := ss.client
-	c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	// A read deadline is enough: the replies are a few bytes, which the
+	// socket buffer takes. It stays set through the dial (nothing reads the
+	// client meanwhile) until the relay or associate replace it, which
+	// saves two timer updates per CONNECT.
+	c.SetReadDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	// Clients may send the request right behind the greeting; bytes read
 	// past the request are forwarded before relaying (see connect).
 	br := bufio.NewReaderSize(c, 512)
@@ -119,7 +124,6 @@ func (ss *session) RoutineSession() {
 	if err != nil {
 		return
 	}
-	c.SetDeadline(time.Time{})
 
 	if !id.ok {
 		ss.refuse(refusedRuleset, replyNotAllowed)
@@ -173,7 +177,7 @@ func (ss *session) handshake(br *bufio.Reader, id identity) (request, error) {
 			chosen = want
 		}
 	}
-	if _, err := ss.client.Write([]byte{socksVersion, chosen}); err != nil {
+	if _, err := ss.client.Write(append(ss.wbuf[:0], socksVersion, chosen)); err != nil {
 		return request{}, err
 	}
 	if chosen == methodNoAcceptable {
@@ -191,7 +195,7 @@ func (ss *session) handshake(br *bufio.Reader, id identity) (request, error) {
 		if !ok {
 			status = 1
 		}
-		if _, err := ss.client.Write([]byte{userPassVersion, status}); err != nil {
+		if _, err := ss.client.Write(append(ss.wbuf[:0], userPassVersion, status)); err != nil {
 			return request{}, err
 		}
 		if !ok {
@@ -220,8 +224,7 @@ func checkPassword(users map[string]string, user, pass string) bool {
 }
 
 func (ss *session) reply(rep reply, bnd netip.AddrPort) error {
-	var b [4 + 16 + 2]byte
-	_, err := ss.client.Write(appendReply(b[:0], rep, bnd))
+	_, err := ss.client.Write(appendReply(ss.wbuf[:0], rep, bnd))
 	return err
 }
 
@@ -240,21 +243,15 @@ func (s *Server) denied(a netip.Addr) bool {
 	return s.opts.Deny != nil && s.opts.Deny(a)
 }
 
-// resolve returns the destination's addresses, refusing (ErrDenied) when any
-// is denied so that a name cannot lead to a private address.
+// resolve returns the addresses of the name dst.name, refusing (ErrDenied)
+// when any is denied so that a name cannot lead to a private address.
 func (s *Server) resolve(ctx context.Context, dst addr) ([]netip.Addr, error) {
-	var ips []netip.Addr
-	if dst.name == "" {
-		ips = []netip.Addr{dst.ip}
-	} else {
-		r, err := s.opts.Resolver.LookupNetIP(ctx, "ip", dst.name)
-		if err != nil {
-			return nil, errors.Join(errResolve, err)
-		}
-		if len(r) == 0 {
-			return nil, errResolve
-		}
-		ips = r
+	ips, err := s.opts.Resolver.LookupNetIP(ctx, "ip", dst.name)
+	if err != nil {
+		return nil, errors.Join(errResolve, err)
+	}
+	if len(ips) == 0 {
+		return nil, errResolve
 	}
 	for _, ip := range ips {
 		if s.denied(ip) {
@@ -310,16 +307,34 @@ func (ss *session) connect(br *bufio.Reader, dst addr, uploadLimit uint64) {
 
 func (ss *session) dial(ctx context.Context, dst addr) (net.Conn, error) {
 	s := ss.srv
+	if dst.name == "" {
+		if s.denied(dst.ip) {
+			return nil, ErrDenied
+		}
+		return s.dialAddr(ctx, netip.AddrPortFrom(dst.ip, dst.port))
+	}
 	ips, err := s.resolve(ctx, dst)
 	if err != nil {
 		return nil, err
 	}
 	for _, ip := range ips[:min(len(ips), maxDialAddrs)] {
 		var c net.Conn
-		c, err = s.opts.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(ip, dst.port).String())
+		c, err = s.dialAddr(ctx, netip.AddrPortFrom(ip, dst.port))
 		if err == nil || ctx.Err() != nil {
 			return c, err
 		}
 	}
 	return nil, err
+}
+
+// dialAddr connects to one address. (Not through net.Dialer.DialTCP,
+// which takes the address as a netip.AddrPort but binds the socket to the
+// zero local address it is given: a bind(2) per dial, and an ephemeral
+// port reserved per connection instead of per destination.)
+func (s *Server) dialAddr(ctx context.Context, ap netip.AddrPort) (net.Conn, error) {
+	c, err := s.opts.Dialer.DialContext(ctx, "tcp", ap.String())
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }

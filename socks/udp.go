@@ -75,7 +75,8 @@ func (ss *session) associate(src netip.AddrPort, hint addr, uploadLimit uint64) 
 	go a.RoutineUDP()
 
 	// The client sends nothing more on the control connection; its end
-	// (or Close) ends the association.
+	// (or Close) ends the association, not the handshake's read deadline.
+	ss.client.SetReadDeadline(time.Time{})
 	var b [64]byte
 	for {
 		if _, err := ss.client.Read(b[:]); err != nil {

@@ -2,7 +2,8 @@ package main
 
 // socks-bench: exitd's SOCKS5 proxy (package socks) against Debian's Dante
 // 1.4.2 on the Dante report's own axis (sessions × 16 KiB/s), plus CONNECT/s
-// and bulk throughput, side by side in one run:
+// and bulk throughput (on shared CPUs, and with the loadgen and the proxy
+// pinned to CPUs of their own: bulk-split), side by side in one run:
 //
 //	bench namespace (lo only is used)
 //	  loadgen child ──SOCKS5──▶ proxy ──TCP──▶ sink (in the loadgen child)
@@ -47,6 +48,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"exitd/internal/harness"
 	"exitd/internal/netlab"
@@ -55,9 +57,10 @@ import (
 
 // Scenario and system names.
 const (
-	sbScSessions = "sessions"
-	sbScConnect  = "connect"
-	sbScBulk     = "bulk"
+	sbScSessions  = "sessions"
+	sbScConnect   = "connect"
+	sbScBulk      = "bulk"
+	sbScBulkSplit = "bulk-split" // bulk, the loadgen and the proxy on CPUs of their own
 
 	sbExitd  = "exitd"
 	sbDante  = "dante"
@@ -106,10 +109,11 @@ type socksBenchOpts struct {
 	systems        []string
 	maxOther       float64 // % of one CPU
 	retries        int
+	cpus           int // runtime.NumCPU(), for bulk-split
 }
 
 func newSocksBenchCmd(_ *binFlags, stdout io.Writer) *cobra.Command {
-	o := socksBenchOpts{sessionWindow: 8 * time.Second, window: 10 * time.Second}
+	o := socksBenchOpts{sessionWindow: 8 * time.Second, window: 10 * time.Second, cpus: runtime.NumCPU()}
 	cmd := &cobra.Command{
 		Use:   "socks-bench",
 		Short: "SOCKS5 proxy: exitd vs Debian's Dante 1.4.2 — sessions × 16 KiB/s, CONNECT/s, bulk",
@@ -125,7 +129,13 @@ the same Go load generator, alternating the systems (A B A B), --reps times:
             the same dial+close straight to the sink
   bulk      --bulk-sessions downloading as fast as they can (the sink starts
             once all are established): aggregate as a ratio of the same
-            without a proxy, per-session Jain
+            without a proxy, per-session Jain; every process on every CPU
+  bulk-split
+            the same with the load generator on the first half of the CPUs
+            and the proxy on the other half (direct: the load generator on
+            its half alone), as if the proxy ran on a machine of its own:
+            in "bulk" a proxy's second TCP hop takes CPU from the load
+            generator, which alone already fills every CPU in the direct run
 
 The exitd proxy allows 127.0.0.0/8 without authentication, Deny refuses
 everything but loopback (the daemon's deny set refuses loopback; here the
@@ -154,7 +164,7 @@ to --out and prints the table. The full Dante-report axis is
 	f.Float64Var(&o.probeRate, "probe-rate", 25, "new connections per second measured for connect latency under load")
 	f.IntVar(&o.concurrency, "concurrency", 32, "concurrent clients in the connect scenario")
 	f.IntVar(&o.bulkSessions, "bulk-sessions", 100, "sessions in the bulk scenario")
-	f.StringSliceVar(&o.scenarios, "scenarios", []string{sbScSessions, sbScConnect, sbScBulk}, "scenarios to run")
+	f.StringSliceVar(&o.scenarios, "scenarios", []string{sbScSessions, sbScConnect, sbScBulk, sbScBulkSplit}, "scenarios to run")
 	f.StringVar(&o.out, "out", "bench-results", "directory for socks.json, socks.md and socks-sessions.svg (empty: none)")
 	f.StringVar(&o.dante, "danted", "danted", "Dante server binary (apt-get install dante-server)")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "directory for a CPU profile of every exitd proxy run (exitd-SCENARIO-N-repR.pprof)")
@@ -259,9 +269,12 @@ func (o *socksBenchOpts) validate(hard uint64) error {
 		}
 	}
 	for _, s := range o.scenarios {
-		if s != sbScSessions && s != sbScConnect && s != sbScBulk {
-			return fmt.Errorf("--scenarios: unknown scenario %q (want %s, %s or %s)", s, sbScSessions, sbScConnect, sbScBulk)
+		if s != sbScSessions && s != sbScConnect && s != sbScBulk && s != sbScBulkSplit {
+			return fmt.Errorf("--scenarios: unknown scenario %q (want %s, %s, %s or %s)", s, sbScSessions, sbScConnect, sbScBulk, sbScBulkSplit)
 		}
+	}
+	if o.want(sbScBulkSplit) && o.cpus < 2 {
+		return fmt.Errorf("--scenarios %s: needs at least 2 CPUs, this machine has %d", sbScBulkSplit, o.cpus)
 	}
 	return nil
 }
@@ -451,12 +464,12 @@ loop:
 				}
 			}
 		}
-		for _, sc := range []string{sbScConnect, sbScBulk} {
+		for _, sc := range []string{sbScConnect, sbScBulk, sbScBulkSplit} {
 			if !o.want(sc) {
 				continue
 			}
 			n := o.concurrency
-			if sc == sbScBulk {
+			if sc != sbScConnect {
 				n = o.bulkSessions
 			}
 			for _, sys := range append(slices.Clone(systems), sbDirect) {
@@ -531,16 +544,16 @@ type sbProc struct {
 	err  error // Wait's result, set before done closes
 }
 
-// start starts cmd (from NS.Command) in a new session and tracks it until
-// it is reaped; stopAll stops what is left.
-func (b *sbBench) start(cmd *exec.Cmd) (*sbProc, error) {
+// start starts cmd (from NS.Command) in a new session, on cpus (nil:
+// every CPU), and tracks it until it is reaped; stopAll stops what is left.
+func (b *sbBench) start(cmd *exec.Cmd, cpus *unix.CPUSet) (*sbProc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.procs == nil {
 		b.procs = map[*sbProc]struct{}{}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := sbStartOn(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	p := &sbProc{cmd: cmd, done: make(chan struct{})}
@@ -553,6 +566,46 @@ func (b *sbBench) start(cmd *exec.Cmd) (*sbProc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// sbSplitCPUs is bulk-split's division of n CPUs: the first half for the
+// load generator, the rest for the proxy.
+func sbSplitCPUs(n int) (load, proxy unix.CPUSet) {
+	for c := range n {
+		if c < n/2 {
+			load.Set(c)
+		} else {
+			proxy.Set(c)
+		}
+	}
+	return load, proxy
+}
+
+// sbStartOn starts cmd with the CPU affinity cpus (nil: unchanged). The
+// thread that forks holds the mask for the moment of the fork, so the
+// child (through ip netns exec) and everything it forks later (Dante's
+// processes) have it from their first instruction; a Go child sizes
+// GOMAXPROCS by it.
+func sbStartOn(cmd *exec.Cmd, cpus *unix.CPUSet) error {
+	if cpus == nil {
+		return cmd.Start()
+	}
+	runtime.LockOSThread() // the fork happens on this thread
+	defer runtime.UnlockOSThread()
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	if err := unix.SchedSetaffinity(0, cpus); err != nil {
+		return fmt.Errorf("sched_setaffinity: %w", err)
+	}
+	err := cmd.Start()
+	if rerr := unix.SchedSetaffinity(0, &old); rerr != nil {
+		// Never let a pinned thread back into the scheduler's pool.
+		runtime.LockOSThread()
+		return errors.Join(err, fmt.Errorf("restore sched_setaffinity: %w", rerr))
+	}
+	return err
 }
 
 func (b *sbBench) stopAll() {
@@ -629,6 +682,11 @@ func (b *sbBench) run(scenario, sys string, n, rep int) (*sbRun, error) {
 		return nil, err
 	}
 	b.waitTimeWait()
+	var loadCPUs, proxyCPUs *unix.CPUSet // nil: every CPU
+	if scenario == sbScBulkSplit {
+		l, p := sbSplitCPUs(b.o.cpus)
+		loadCPUs, proxyCPUs = &l, &p
+	}
 	var px *sbProxy
 	if sys != sbDirect {
 		profile := ""
@@ -636,12 +694,16 @@ func (b *sbBench) run(scenario, sys string, n, rep int) (*sbRun, error) {
 			profile = filepath.Join(b.o.cpuprofile, fmt.Sprintf("exitd-%s-%d-rep%d.pprof", scenario, n, rep))
 		}
 		var err error
-		if px, err = b.startProxy(sys, profile); err != nil {
+		if px, err = b.startProxy(sys, profile, proxyCPUs); err != nil {
 			return nil, fmt.Errorf("%s %s rep %d: %w", sys, scenario, rep, err)
 		}
 		defer px.stop()
 	}
-	spec := sbSpec{Mode: scenario, Sessions: n, Rate: b.o.rate, Tick: b.o.tick, Ramp: b.o.ramp,
+	mode := scenario
+	if scenario == sbScBulkSplit {
+		mode = sbScBulk // the same load; only where it runs differs
+	}
+	spec := sbSpec{Mode: mode, Sessions: n, Rate: b.o.rate, Tick: b.o.tick, Ramp: b.o.ramp,
 		ProbeRate: b.o.probeRate, Warmup: b.o.warmup, Window: b.o.window, Timeout: b.o.connectTimeout, SetupLimit: b.o.setupLimit}
 	switch scenario {
 	case sbScSessions:
@@ -649,13 +711,13 @@ func (b *sbBench) run(scenario, sys string, n, rep int) (*sbRun, error) {
 	case sbScConnect:
 		spec.Concurrency, spec.Sessions = n, 0
 		spec.Warmup = min(b.o.warmup, time.Second)
-	case sbScBulk:
+	case sbScBulk, sbScBulkSplit:
 		spec.Warmup = min(b.o.warmup, time.Second)
 	}
 	if px != nil {
 		spec.Proxy = px.addr
 	}
-	res, use, err := b.loadgen(spec, px)
+	res, use, err := b.loadgen(spec, px, loadCPUs)
 	if err != nil {
 		if px != nil {
 			err = fmt.Errorf("%w (proxy stderr: %s)", err, px.stderr())
@@ -738,7 +800,7 @@ func sbRunFrom(scenario, sys string, n, rep int, spec sbSpec, res *sbLoadResult,
 			r.DeliveredRatio = r.DeliveredBps / r.OfferedBps
 		}
 		r.Jain = Jain(res.Rates)
-	case sbScBulk:
+	case sbScBulk, sbScBulkSplit:
 		r.Jain = Jain(res.Rates)
 	case sbScConnect:
 		r.ConnectsPerSec = res.ConnectsPerSec
@@ -770,8 +832,8 @@ func sbRunLine(r *sbRun) string {
 		return fmt.Sprintf("rep %d  %-6s connect x%d: %.0f CONNECT/s, p50/p99 %.2f/%.2f ms, %d failed, CPU %.0f %% (loadgen %.0f, others %.0f)",
 			r.Rep, r.System, r.Sessions, r.ConnectsPerSec, r.ConnectP50Ms, r.ConnectP99Ms, r.ConnectsFailed, r.CPUPercent, r.LoadgenCPU, r.OtherCPU)
 	default:
-		return fmt.Sprintf("rep %d  %-6s bulk x%d: %.0f MiB/s, Jain %.3f, CPU %.0f %% (loadgen %.0f, others %.0f), failures %d/%d",
-			r.Rep, r.System, r.Sessions, r.DeliveredBps/(1<<20), r.Jain, r.CPUPercent, r.LoadgenCPU, r.OtherCPU, r.SetupFailed, r.Broken)
+		return fmt.Sprintf("rep %d  %-6s %s x%d: %.0f MiB/s, Jain %.3f, CPU %.0f %% (loadgen %.0f, others %.0f), failures %d/%d",
+			r.Rep, r.System, r.Scenario, r.Sessions, r.DeliveredBps/(1<<20), r.Jain, r.CPUPercent, r.LoadgenCPU, r.OtherCPU, r.SetupFailed, r.Broken)
 	}
 }
 
@@ -787,7 +849,8 @@ type sbProxy struct {
 	idle    sbUsage
 }
 
-func (b *sbBench) startProxy(sys, profile string) (*sbProxy, error) {
+// startProxy starts the proxy on cpus (nil: every CPU).
+func (b *sbBench) startProxy(sys, profile string, cpus *unix.CPUSet) (*sbProxy, error) {
 	errf, err := os.CreateTemp(b.dir, sys+"-stderr-")
 	if err != nil {
 		return nil, err
@@ -812,7 +875,7 @@ func (b *sbBench) startProxy(sys, profile string) (*sbProxy, error) {
 		return nil, fmt.Errorf("unknown system %q", sys)
 	}
 	cmd.Stdout, cmd.Stderr = errf, errf
-	proc, err := b.start(cmd)
+	proc, err := b.start(cmd, cpus)
 	if err != nil {
 		return nil, err
 	}
@@ -1092,9 +1155,9 @@ type sbLoadResult struct {
 	Errors       []string         `json:"errors,omitempty"`
 }
 
-// loadgen runs the loadgen child once, reading the proxy's usage at the
-// window marks.
-func (b *sbBench) loadgen(spec sbSpec, px *sbProxy) (*sbLoadResult, sbUsageWindow, error) {
+// loadgen runs the loadgen child once on cpus (nil: every CPU), reading
+// the proxy's usage at the window marks.
+func (b *sbBench) loadgen(spec sbSpec, px *sbProxy, cpus *unix.CPUSet) (*sbLoadResult, sbUsageWindow, error) {
 	var u sbUsageWindow
 	if px != nil {
 		u.idle = px.idle
@@ -1127,7 +1190,7 @@ func (b *sbBench) loadgen(spec sbSpec, px *sbProxy) (*sbLoadResult, sbUsageWindo
 	defer errf.Close()
 	cmd := b.ns.Command(ctx, b.exe, "socks-bench", "loadgen", "--spec", string(js))
 	cmd.Stdout, cmd.Stdin, cmd.Stderr = outW, inR, errf
-	proc, err := b.start(cmd)
+	proc, err := b.start(cmd, cpus)
 	outW.Close()
 	inR.Close()
 	if err != nil {
@@ -1268,7 +1331,9 @@ func sbServe(ctx context.Context, listen netip.AddrPort, maxSessions int, rate f
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", listen.String())
+	// socks.Listen: the listener the daemon's Start opens (no TCP
+	// keep-alive), not net.Listen's.
+	l, err := socks.Listen(ctx, listen)
 	if err != nil {
 		return err
 	}
@@ -1970,12 +2035,12 @@ func sbSummarize(runs []sbRun) []sbRow {
 	// then the median.
 	for i := range rows {
 		row := &rows[i]
-		if row.Scenario != sbScBulk || row.System == sbDirect {
+		if row.Scenario != sbScBulk && row.Scenario != sbScBulkSplit || row.System == sbDirect {
 			continue
 		}
 		var ratios []float64
-		for _, r := range groups[key{sbScBulk, row.System, row.Sessions}] {
-			for _, d := range groups[key{sbScBulk, sbDirect, row.Sessions}] {
+		for _, r := range groups[key{row.Scenario, row.System, row.Sessions}] {
+			for _, d := range groups[key{row.Scenario, sbDirect, row.Sessions}] {
 				if d.Rep == r.Rep && d.DeliveredBps > 0 {
 					ratios = append(ratios, r.DeliveredBps/d.DeliveredBps)
 				}
@@ -2056,15 +2121,23 @@ func sbTableRows(rep *sbReport) [][]string {
 		rows = append(rows, []string{"CONNECT: p50 / p99, proxy CPU",
 			cell(sbExitd, sbConnectCell, sbScConnect, ex.Sessions), cell(sbDante, sbConnectCell, sbScConnect, ex.Sessions), "—", ""})
 	}
-	if ex := sbFind(rep.Rows, sbScBulk, sbExitd, -1); ex != nil {
-		direct := cell(sbDirect, func(r *sbRow) string { return fmt.Sprintf("%.0f MiB/s", r.DeliveredBps/(1<<20)) }, sbScBulk, ex.Sessions)
+	for _, sc := range []string{sbScBulk, sbScBulkSplit} {
+		ex := sbFind(rep.Rows, sc, sbExitd, -1)
+		if ex == nil {
+			continue
+		}
+		where := "shared CPUs"
+		if sc == sbScBulkSplit {
+			where = "loadgen and proxy on CPUs of their own"
+		}
+		direct := cell(sbDirect, func(r *sbRow) string { return fmt.Sprintf("%.0f MiB/s", r.DeliveredBps/(1<<20)) }, sc, ex.Sessions)
 		rows = append(rows, []string{
-			fmt.Sprintf("bulk, %d sessions: × direct (direct: %s)", ex.Sessions, direct),
-			cell(sbExitd, sbBulkCell, sbScBulk, ex.Sessions), cell(sbDante, sbBulkCell, sbScBulk, ex.Sessions),
+			fmt.Sprintf("%s, %d sessions, %s: × direct (direct: %s)", sc, ex.Sessions, where, direct),
+			cell(sbExitd, sbBulkCell, sc, ex.Sessions), cell(sbDante, sbBulkCell, sc, ex.Sessions),
 			"≥ 0.80", sbVerdict(ex.BulkRatio >= sbTargetBulkRatio)})
-		rows = append(rows, []string{"bulk: per-session Jain",
-			cell(sbExitd, func(r *sbRow) string { return fmt.Sprintf("%.3f", r.Jain) }, sbScBulk, ex.Sessions),
-			cell(sbDante, func(r *sbRow) string { return fmt.Sprintf("%.3f", r.Jain) }, sbScBulk, ex.Sessions),
+		rows = append(rows, []string{sc + ": per-session Jain",
+			cell(sbExitd, func(r *sbRow) string { return fmt.Sprintf("%.3f", r.Jain) }, sc, ex.Sessions),
+			cell(sbDante, func(r *sbRow) string { return fmt.Sprintf("%.3f", r.Jain) }, sc, ex.Sessions),
 			"≥ 0.95", sbVerdict(ex.Jain >= sbTargetBulkJain)})
 	}
 	return rows

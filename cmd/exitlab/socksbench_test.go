@@ -2,14 +2,20 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/netip"
+	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSocksBenchJain(t *testing.T) {
@@ -109,8 +115,8 @@ func sbDefaultOpts() socksBenchOpts {
 		sessions: []int{1000, 3000, 5000}, rate: 16 << 10, tick: 250 * time.Millisecond, reps: 3,
 		sessionWindow: 8 * time.Second, window: 10 * time.Second, warmup: 2 * time.Second,
 		ramp: 64, probeRate: 25, concurrency: 32, bulkSessions: 100,
-		scenarios: []string{sbScSessions, sbScConnect, sbScBulk}, connectTimeout: 10 * time.Second,
-		setupLimit: 2 * time.Minute, systems: []string{sbExitd, sbDante}, maxOther: 50, retries: 2,
+		scenarios: []string{sbScSessions, sbScConnect, sbScBulk, sbScBulkSplit}, connectTimeout: 10 * time.Second,
+		setupLimit: 2 * time.Minute, systems: []string{sbExitd, sbDante}, maxOther: 50, retries: 2, cpus: 2,
 	}
 }
 
@@ -152,6 +158,8 @@ func TestSocksBenchValidate(t *testing.T) {
 		{"no system", func(o *socksBenchOpts) { o.systems = nil }, "--systems: none given"},
 		{"max other cpu", func(o *socksBenchOpts) { o.maxOther = 0 }, "--max-other-cpu"},
 		{"retries", func(o *socksBenchOpts) { o.retries = -1 }, "--retries"},
+		{"bulk-split on one CPU", func(o *socksBenchOpts) { o.cpus = 1 }, "--scenarios bulk-split: needs at least 2 CPUs, this machine has 1"},
+		{"one CPU without bulk-split", func(o *socksBenchOpts) { o.cpus, o.scenarios = 1, []string{sbScBulk} }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,6 +291,9 @@ func TestSocksBenchSummaryAndTable(t *testing.T) {
 			sbRun{Scenario: sbScConnect, System: sbDirect, Sessions: 32, Rep: rep, ConnectsPerSec: 14000},
 			sbRun{Scenario: sbScBulk, System: sbExitd, Sessions: 100, Rep: rep, DeliveredBps: float64(rep) * 500, Jain: 0.97},
 			sbRun{Scenario: sbScBulk, System: sbDirect, Sessions: 100, Rep: rep, DeliveredBps: float64(rep) * 1000, Jain: 0.98},
+			// bulk-split is paired with its own direct runs, not bulk's.
+			sbRun{Scenario: sbScBulkSplit, System: sbExitd, Sessions: 100, Rep: rep, DeliveredBps: float64(rep) * 450, Jain: 0.99},
+			sbRun{Scenario: sbScBulkSplit, System: sbDirect, Sessions: 100, Rep: rep, DeliveredBps: float64(rep) * 500, Jain: 0.99},
 		)
 	}
 	rows := sbSummarize(runs)
@@ -297,6 +308,9 @@ func TestSocksBenchSummaryAndTable(t *testing.T) {
 	if b := sbFind(rows, sbScBulk, sbExitd, 100); b == nil || b.BulkRatio != 0.5 {
 		t.Fatalf("bulk row = %+v, want ratio 0.5", b)
 	}
+	if b := sbFind(rows, sbScBulkSplit, sbExitd, 100); b == nil || math.Abs(b.BulkRatio-0.9) > 1e-9 {
+		t.Fatalf("bulk-split row = %+v, want ratio 0.9", b)
+	}
 	rep := &sbReport{Rate: 16384, Reps: 3, Rows: rows, Machine: sbMachine{CPU: "test", CPUs: 2}}
 	var out bytes.Buffer
 	sbPrintTable(&out, rep, true)
@@ -306,7 +320,9 @@ func TestSocksBenchSummaryAndTable(t *testing.T) {
 		"| 9000 × 16 KiB/s: delivered / offered | 1.000 (140.6 MiB/s) | 0.550 (78.1 MiB/s) | full (≥ 0.99) | met |",
 		"| 9000: connect p50 / p99 under load | 1.0 / 20 ms | 500 / 2000 ms | p99 ≤ 50 ms | met |",
 		"| CONNECT/s, 32 clients (direct: 14000) | 7000 | — | ≥ 10,000 | MISSED |",
-		"| bulk, 100 sessions: × direct (direct: 0 MiB/s) | 0.50 ",
+		"| bulk, 100 sessions, shared CPUs: × direct (direct: 0 MiB/s) | 0.50 ",
+		"| bulk-split, 100 sessions, loadgen and proxy on CPUs of their own: × direct (direct: 0 MiB/s) | 0.90 ",
+		"| bulk-split: per-session Jain | 0.990 | — | ≥ 0.95 | met |",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("table lacks %q:\n%s", want, s)
@@ -315,6 +331,67 @@ func TestSocksBenchSummaryAndTable(t *testing.T) {
 	svg := sbPlot(rep)
 	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 3 {
 		t.Errorf("plot: want 3 polylines (offered, exitd, Dante):\n%s", svg)
+	}
+}
+
+func TestSocksBenchSplitCPUs(t *testing.T) {
+	for _, tc := range []struct {
+		n           int
+		load, proxy []int
+	}{
+		{2, []int{0}, []int{1}},
+		{4, []int{0, 1}, []int{2, 3}},
+		{3, []int{0}, []int{1, 2}},
+	} {
+		l, p := sbSplitCPUs(tc.n)
+		for c := range tc.n {
+			if l.IsSet(c) != slices.Contains(tc.load, c) || p.IsSet(c) != slices.Contains(tc.proxy, c) {
+				t.Errorf("sbSplitCPUs(%d): CPU %d in load %v, proxy %v; want load %v, proxy %v",
+					tc.n, c, l.IsSet(c), p.IsSet(c), tc.load, tc.proxy)
+			}
+		}
+		if l.Count()+p.Count() != tc.n {
+			t.Errorf("sbSplitCPUs(%d): %d + %d CPUs", tc.n, l.Count(), p.Count())
+		}
+	}
+}
+
+// TestSocksBenchStartOn: a child started on a CPU set has exactly that
+// affinity, and the starting thread gets its own back.
+func TestSocksBenchStartOn(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	var before unix.CPUSet
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := unix.SchedGetaffinity(0, &before); err != nil {
+		t.Fatal(err)
+	}
+	_, want := sbSplitCPUs(runtime.NumCPU())
+	cmd := exec.Command("sh", "-c", "grep Cpus_allowed_list /proc/self/status")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := sbStartOn(cmd, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	n := runtime.NumCPU()
+	wantList := fmt.Sprintf("%d-%d", n/2, n-1)
+	if n/2 == n-1 {
+		wantList = strconv.Itoa(n - 1)
+	}
+	if got := strings.TrimSpace(strings.TrimPrefix(out.String(), "Cpus_allowed_list:")); got != wantList {
+		t.Errorf("child's CPUs %q, want %q", got, wantList)
+	}
+	var after unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("starting thread's affinity %v, was %v", after, before)
 	}
 }
 
