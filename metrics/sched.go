@@ -77,7 +77,7 @@ func NewSchedCollector(src SchedSource, t *Table, bounds []time.Duration) promet
 	c.inflight = prometheus.NewDesc("exitd_sched_inflight_bytes", "Download bytes handed to wireguard-go and not yet sent on the UDP socket.", nil, nil)
 	c.inflightLimit = prometheus.NewDesc("exitd_sched_inflight_limit_bytes", "The bound on in-flight download bytes.", nil, nil)
 	c.errors = prometheus.NewDesc("exitd_sched_tun_errors_total", "TUN read and write errors seen by the scheduler.", []string{"op"}, nil)
-	c.egressSource = prometheus.NewDesc("exitd_sched_egress_rate_source", "Where the download pacing rate comes from, as a label (always 1): config, link (the WAN's reported speed less 5 %), off, or unknown — auto, but the WAN reports no speed, so downloads are unpaced and the queue forms in the provider's buffer, not in exitd: set [scheduler] egress_rate for fairness.", []string{"source"}, nil)
+	c.egressSource = prometheus.NewDesc("exitd_sched_egress_rate_source", "Where the download pacing rate comes from, as a label (always 1): config, link (the WAN's reported speed less 5 %), fast_link (a link above 2.5 Gbit/s: unpaced, exitd is the bottleneck), off, or unknown — auto, but the WAN reports no speed, so downloads are unpaced and the queue forms in the provider's buffer, not in exitd: set [scheduler] egress_rate for fairness.", []string{"source"}, nil)
 	c.info = prometheus.NewDesc("exitd_sched_info", "The scheduler's discipline (srr or fifo) as a label; always 1.", []string{"discipline"}, nil)
 	c.sojourn = prometheus.NewDesc("exitd_sched_sojourn_seconds", "Time packets spent queued in the scheduler, enqueue to hand-out.", dir, nil)
 	return c

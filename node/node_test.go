@@ -64,8 +64,12 @@ func TestSchedConfig(t *testing.T) {
 	if s.Discipline != "fifo" || s.EgressRate != 95_000_000 || s.LimitBytes != 100000 {
 		t.Fatalf("%+v", s)
 	}
-	if s := n.schedConfig(mustConfig(t, "")); s.EgressRate != 9_500_000_000 {
-		t.Fatalf("auto on a 10 Gbit/s link: %d bit/s, want 95 %%", s.EgressRate)
+	if s := n.schedConfig(mustConfig(t, "")); s.EgressRate != 0 {
+		t.Fatalf("auto on a 10 Gbit/s link: %d bit/s, want unpaced (faster than exitd forwards)", s.EgressRate)
+	}
+	n.linkSpeed = func(string) (uint64, bool) { return 1e9, true }
+	if s := n.schedConfig(mustConfig(t, "")); s.EgressRate != 950_000_000 {
+		t.Fatalf("auto on a 1 Gbit/s link: %d bit/s, want 95 %%", s.EgressRate)
 	}
 }
 
@@ -84,6 +88,8 @@ func TestEgressRate(t *testing.T) {
 		{"[scheduler]\negress_rate = \"off\"\n", fast, 0, egressOff},
 		{"[scheduler]\negress_rate = \"200mbit\"\n", fast, 200_000_000, egressConfig},
 		{"[scheduler]\negress_rate = \"200mbit\"\n", none, 200_000_000, egressConfig},
+		{"", func(string) (uint64, bool) { return 10e9, true }, 0, egressFastLink},
+		{"", func(string) (uint64, bool) { return 2.5e9, true }, 2_375_000_000, egressLink},
 	} {
 		rate, src := egressRate(mustConfig(t, tc.extra), tc.speed)
 		if rate != tc.rate || src != tc.source {

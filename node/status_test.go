@@ -52,7 +52,8 @@ func TestStatusEgressWarning(t *testing.T) {
 		source      string
 		warn        bool
 	}{
-		{"auto, link speed known", "", 10e9, egressLink, false},
+		{"auto, link speed known", "", 1e9, egressLink, false},
+		{"auto, a link faster than exitd forwards", "", 10e9, egressFastLink, false},
 		{"auto, no link speed", "", 0, egressUnknown, true},
 		{"explicit auto, no link speed", "[scheduler]\negress_rate = \"auto\"\n", 0, egressUnknown, true},
 		{"off", "[scheduler]\negress_rate = \"off\"\n", 0, egressOff, false},
