@@ -29,7 +29,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -121,13 +120,7 @@ and prints the tables. Everything is removed at the end and on Ctrl-C.`,
 			r, err := clusterBench(cmd.Context(), b.binaries(), o, stdout)
 			if r != nil {
 				printClusterReport(stdout, r)
-				if o.out != "" {
-					if werr := writeReport(o.out, "cluster.json", r); werr != nil {
-						err = errors.Join(err, werr)
-					} else {
-						fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, "cluster.json"))
-					}
-				}
+				err = saveReport(stdout, o.out, "cluster.json", r, err)
 			}
 			return err
 		},

@@ -152,13 +152,7 @@ global and read-only in a namespace: it is read, never changed.`,
 			r, err := connBench(cmd.Context(), b.binaries(), o, stdout)
 			if r != nil {
 				printConnReport(stdout, r)
-				if o.out != "" {
-					if werr := writeReport(o.out, "conn.json", r); werr != nil {
-						err = errors.Join(err, werr)
-					} else {
-						fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, "conn.json"))
-					}
-				}
+				err = saveReport(stdout, o.out, "conn.json", r, err)
 			}
 			return err
 		},

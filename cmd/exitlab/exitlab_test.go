@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +185,27 @@ func TestCheckSystems(t *testing.T) {
 				t.Fatalf("checkSystems(%q) = %v, want %q", tc.systems, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestSaveReport(t *testing.T) {
+	var b strings.Builder
+	dir := t.TempDir()
+	benchErr := errors.New("bench failed")
+	if err := saveReport(&b, dir, "r.json", map[string]int{"x": 1}, benchErr); !errors.Is(err, benchErr) {
+		t.Fatalf("the bench's error was lost: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "r.json")); err != nil || !strings.Contains(string(got), `"x": 1`) {
+		t.Fatalf("report %q, %v", got, err)
+	}
+	if !strings.Contains(b.String(), "wrote "+filepath.Join(dir, "r.json")) {
+		t.Errorf("output %q", b.String())
+	}
+	if err := saveReport(&b, "", "r.json", 1, nil); err != nil {
+		t.Errorf("no --out: %v", err)
+	}
+	bad := filepath.Join(dir, "r.json", "sub") // a file where a directory must be
+	if err := saveReport(&b, bad, "r.json", 1, nil); err == nil {
+		t.Error("a failed write is not reported")
 	}
 }

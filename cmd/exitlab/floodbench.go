@@ -22,7 +22,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +29,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -125,13 +123,7 @@ crash, RSS bounded. Writes flood.json to --out and prints a table.`,
 			r, err := floodBench(cmd.Context(), b.binaries(), o, stdout)
 			if r != nil {
 				printFloodReport(stdout, r)
-				if o.out != "" {
-					if werr := writeReport(o.out, "flood.json", r); werr != nil {
-						err = errors.Join(err, werr)
-					} else {
-						fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, "flood.json"))
-					}
-				}
+				err = saveReport(stdout, o.out, "flood.json", r, err)
 			}
 			return err
 		},
@@ -454,33 +446,7 @@ func readCounters(ctx context.Context, ns *netlab.NS) (map[string]uint64, error)
 	if err != nil {
 		return nil, err
 	}
-	return parseNftCounters(out)
-}
-
-// parseNftCounters reads the packet count of every named counter in
-// `nft -j list table` output.
-func parseNftCounters(b []byte) (map[string]uint64, error) {
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Name    string `json:"name"`
-				Packets uint64 `json:"packets"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("flood: parse nft json: %w", err)
-	}
-	out := map[string]uint64{}
-	for _, o := range doc.Nftables {
-		if o.Counter != nil {
-			out[o.Counter.Name] = o.Counter.Packets
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("flood: no counters in nft output")
-	}
-	return out, nil
+	return harness.ParseNftCounters(out)
 }
 
 // captureMemberInitiation brings the member up with a packet socket open

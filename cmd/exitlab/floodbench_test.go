@@ -250,23 +250,6 @@ func TestPacerLateWakeup(t *testing.T) {
 	}
 }
 
-func TestParseNftCounters(t *testing.T) {
-	out := []byte(`{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
-{"table": {"family": "inet", "name": "exitlab_flood", "handle": 1}},
-{"counter": {"family": "inet", "name": "cookie", "table": "exitlab_flood", "handle": 1, "packets": 123456, "bytes": 7901184}},
-{"counter": {"family": "inet", "name": "response", "table": "exitlab_flood", "handle": 2, "packets": 0, "bytes": 0}},
-{"chain": {"family": "inet", "table": "exitlab_flood", "name": "input", "handle": 4, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}]}`)
-	got, err := parseNftCounters(out)
-	if err != nil || got["cookie"] != 123456 || got["response"] != 0 || len(got) != 2 {
-		t.Fatalf("got %v, %v", got, err)
-	}
-	for _, bad := range []string{"", "not json", `{"nftables": [{"table": {}}]}`} {
-		if _, err := parseNftCounters([]byte(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 func TestFloodOptsCheck(t *testing.T) {
 	good := floodOpts{rates: []int{20_000, 50_000, 100_000}, kinds: []string{floodInit, floodReplay},
 		secs: 10, omit: 1, reps: 1, sources: 4096, senders: 1, batch: 64, shape: "member"}

@@ -395,6 +395,19 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
+// saveReport writes v as dir/name when dir is set and says where, joining
+// a write failure to the bench's own error err.
+func saveReport(w io.Writer, dir, name string, v any, err error) error {
+	if dir == "" {
+		return err
+	}
+	if werr := writeReport(dir, name, v); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(w, "\nwrote %s\n", filepath.Join(dir, name))
+	return err
+}
+
 func writeReport(dir, name string, v any) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
