@@ -21,14 +21,10 @@ func TestNatpmpc(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs an external client")
 	}
-	natpmpc, err := exec.LookPath("natpmpc")
-	if err != nil {
-		t.Skip("natpmpc not installed (apt-get install natpmpc)")
-	}
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		t.Skip("nsenter not installed (util-linux)")
-	}
+	// A missing tool fails under EXITD_REQUIRE_ROOT=1 (CI installs both).
+	testenv.RequireTools(t, "natpmpc", "nsenter")
+	natpmpc, _ := exec.LookPath("natpmpc")
+	nsenter, _ := exec.LookPath("nsenter")
 	ns := testenv.NewNetNS(t)
 	// run runs a command inside ns: nsenter joins the namespace passed as
 	// its fd 3.
@@ -53,6 +49,7 @@ func TestNatpmpc(t *testing.T) {
 	run("ip", "link", "set", "lo", "up")
 
 	var conn *net.UDPConn
+	var err error
 	testenv.Do(t, ns, func() {
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ServerPort})
 	})
