@@ -26,6 +26,8 @@ type benchOpts struct {
 	out      string
 	upstream string // path of the upstream-built wireguard-go; built when empty
 	skipTBF  bool
+	systems  []string // of harness.ExitKind; all four when empty
+	perf     string   // directory for a perf profile of each exit process per scenario; none when empty
 }
 
 func newBenchCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -55,6 +57,8 @@ takes to reach 90 % of the link. Writes bench.json and prints a table.`,
 	cmd.Flags().StringVar(&o.out, "out", "bench-results", "directory for bench.json")
 	cmd.Flags().StringVar(&o.upstream, "upstream", "", "upstream wireguard-go binary (default: go build the pinned module version)")
 	cmd.Flags().BoolVar(&o.skipTBF, "skip-tbf", false, "skip the 50 Mbit/s bareback-ratio part")
+	cmd.Flags().StringSliceVar(&o.systems, "systems", nil, "systems to measure, in this order (exitd, upstream, debian, bareback; default all four)")
+	cmd.Flags().StringVar(&o.perf, "perf", "", "directory for `perf record -g` profiles of each exit process per scenario (SYSTEM-SCENARIO-repN.data); profiling costs throughput, so keep it out of the figures")
 	return cmd
 }
 
@@ -129,10 +133,18 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 	if _, err := lab.Internet.StartIperfServer(ctx, 0); err != nil {
 		return err
 	}
-	kinds := []harness.ExitKind{harness.ExitExitd, harness.ExitUpstream, harness.ExitDebian, harness.ExitBareback}
+	kinds, err := benchKinds(o.systems)
+	if err != nil {
+		return err
+	}
 	var systems []string
 	for _, k := range kinds {
 		systems = append(systems, string(k))
+	}
+	if o.perf != "" {
+		if err := os.MkdirAll(o.perf, 0o755); err != nil {
+			return err
+		}
 	}
 	for r := 1; r <= o.reps; r++ {
 		for _, kind := range kinds {
@@ -140,7 +152,7 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			samples, err := runSystem(ctx, lab, bins, up, debian, kind, dir, o.secs, r)
+			samples, err := runSystem(ctx, lab, bins, up, debian, kind, dir, o.secs, r, o.perf)
 			if err != nil {
 				return fmt.Errorf("%s rep %d: %w", sys, r, err)
 			}
@@ -184,7 +196,7 @@ func bench(ctx context.Context, bins harness.Binaries, o benchOpts, w io.Writer)
 }
 
 // runSystem sets up one system, runs every scenario once, and tears it down.
-func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, debian string, kind harness.ExitKind, dir string, secs, r int) ([]sample, error) {
+func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, debian string, kind harness.ExitKind, dir string, secs, r int, perfDir string) ([]sample, error) {
 	sys := string(kind)
 	sub, err := os.MkdirTemp(dir, sys)
 	if err != nil {
@@ -206,13 +218,21 @@ func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, 
 	var out []sample
 	for _, sc := range scenarios() {
 		var cpu0 float64
+		stopPerf := func() []string { return nil }
 		if exit != nil {
 			cpu0, _ = harness.CPUSeconds(exit.Pid())
+			if perfDir != "" {
+				data := filepath.Join(perfDir, fmt.Sprintf("%s-%s-rep%d.perf.data", sys, sc.Name, r))
+				if stopPerf, err = startPerf(data, []int{exit.Pid()}); err != nil {
+					return nil, err
+				}
+			}
 		}
 		res, err := lab.Members[0].Iperf(ctx, netlab.IperfOptions{
 			Server: netip.MustParseAddr(netlab.Internet4), Duration: time.Duration(secs) * time.Second,
 			Streams: sc.Streams, Reverse: sc.Reverse, Omit: time.Second,
 		})
+		stopPerf()
 		if err != nil {
 			return nil, err
 		}
@@ -225,6 +245,28 @@ func runSystem(ctx context.Context, lab *netlab.Lab, bins harness.Binaries, up, 
 			}
 		}
 		out = append(out, s)
+	}
+	return out, nil
+}
+
+// benchKinds turns --systems into exit kinds, in the order given; all four
+// of the bench's systems when none are named.
+func benchKinds(names []string) ([]harness.ExitKind, error) {
+	if len(names) == 0 {
+		return []harness.ExitKind{harness.ExitExitd, harness.ExitUpstream, harness.ExitDebian, harness.ExitBareback}, nil
+	}
+	var out []harness.ExitKind
+	seen := map[harness.ExitKind]bool{}
+	for _, n := range names {
+		k, err := harness.ParseExitKind(n)
+		if err != nil {
+			return nil, fmt.Errorf("--systems: %w", err)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("--systems: %s named twice", n)
+		}
+		seen[k] = true
+		out = append(out, k)
 	}
 	return out, nil
 }

@@ -188,6 +188,38 @@ func TestCheckSystems(t *testing.T) {
 	}
 }
 
+func TestBenchKinds(t *testing.T) {
+	tests := []struct {
+		name  string
+		names []string
+		want  string // kinds joined by spaces, or the error text
+	}{
+		{"default", nil, "exitd upstream debian bareback"},
+		{"two, in the order given", []string{"upstream", "exitd"}, "upstream exitd"},
+		{"typo", []string{"exitd", "upstrem"}, `--systems: harness: unknown exit kind "upstrem" (want one of exitd, srr, fifo, upstream, debian, bareback)`},
+		{"twice", []string{"exitd", "exitd"}, "--systems: exitd named twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kinds, err := benchKinds(tc.names)
+			var got string
+			if err != nil {
+				got = err.Error()
+			} else {
+				for i, k := range kinds {
+					if i > 0 {
+						got += " "
+					}
+					got += string(k)
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("benchKinds(%q) = %q, want %q", tc.names, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestSaveReport(t *testing.T) {
 	var b strings.Builder
 	dir := t.TempDir()

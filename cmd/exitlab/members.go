@@ -47,6 +47,10 @@ type membersOpts struct {
 	out        string
 	noRestart  bool
 	memLimit   string // GOMEMLIMIT for exitd only
+	idle       time.Duration
+	bulkRate   uint64 // bits/s of the shaped member link; 0: no bulk member
+	bulkSecs   int
+	perf       string // directory for perf profiles of the idle window and the storm
 }
 
 func newMembersBenchCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -61,13 +65,21 @@ func newMembersBenchCmd(b *binFlags, stdout io.Writer) *cobra.Command {
   rss      exitd's RSS empty, with the members configured, and with
            --handshaken of them connected and pinging the internet host
   connect  time until the simulated members have all handshaken
+  idle     exitd's CPU over --idle with the simulated members handshaken,
+           keepalive 25 s, pinging every --ping (100 % = one CPU)
+  bulk     with --bulk-rate > 0 the exit's member-facing link is shaped to
+           that rate (TBF) and exitd paces at 95 % of it; a real member
+           (wireguard-go in member 2's namespace) downloads one TCP flow
+           alone before the members are added, and again with all of them
+           handshaken: the ratio is what the crowd costs it
   storm    exitd restarted (SIGTERM, start): time until every simulated
            member has a new handshake and an answered ping
 
 Simulated members are wireguard-go devices in this process (~250 KiB each,
 batch size 1), each sending from its own address in member 1's namespace
 (per-IP handshake limits). Targets: add 20,000 ≤ 5 s, list ≤ 1 s, RSS with
-20,000 handshaken ≤ 1 GB. Writes members.json to --out and prints a table.`,
+20,000 handshaken ≤ 1 GB, idle CPU ≤ 10 %, the bulk member ≥ 95 % of its
+rate alone, storm of 20,000 ≤ 60 s. Writes members.json to --out and prints a table.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.handshaken > o.members || o.handshaken > netlab.MaxExtraAddrs {
@@ -93,6 +105,10 @@ batch size 1), each sending from its own address in member 1's namespace
 	f.StringVar(&o.out, "out", "bench-results", "directory for members.json (empty: none)")
 	f.BoolVar(&o.noRestart, "no-restart", false, "skip the reconnect storm")
 	f.StringVar(&o.memLimit, "exitd-gomemlimit", "", "run exitd with this GOMEMLIMIT (e.g. 900MiB); the simulator keeps its own")
+	f.DurationVar(&o.idle, "idle", 30*time.Second, "window for exitd's CPU with the members handshaken (0: skip)")
+	f.Uint64Var(&o.bulkRate, "bulk-rate", 100_000_000, "member link rate in bit/s for the bulk member's download (0: skip the bulk member)")
+	f.IntVar(&o.bulkSecs, "bulk-seconds", 10, "seconds of each bulk download (first 2 s omitted)")
+	f.StringVar(&o.perf, "perf", "", "directory for `perf record -g` profiles of exitd and this process (the simulated members) in the idle window and the storm")
 	return cmd
 }
 
@@ -123,8 +139,27 @@ type membersReport struct {
 	StormAfterReady   float64 `json:"storm_after_ready_seconds,omitempty"`
 	StormReconnected  int     `json:"storm_reconnected,omitempty"`
 	StormPingAnswered int     `json:"storm_ping_answered,omitempty"`
+	// CPU-seconds spent in the storm (from the restart until every member
+	// reconnected) by the new exitd and by this process's simulated
+	// members, which share the machine's CPUs.
+	StormExitdCPU float64 `json:"storm_exitd_cpu_seconds,omitempty"`
+	StormSimCPU   float64 `json:"storm_simulator_cpu_seconds,omitempty"`
+
+	// Profile holds the top of each perf profile (--perf).
+	Profile map[string][]string `json:"profile,omitempty"`
 
 	SimRSSMiB float64 `json:"simulator_rss_mib"`
+
+	// IdleCPUPercent is exitd's CPU over IdleSeconds with the members
+	// handshaken and pinging (100 = one CPU).
+	IdleCPUPercent float64 `json:"idle_cpu_percent,omitempty"`
+	IdleSeconds    float64 `json:"idle_seconds,omitempty"`
+	// Bulk member: one TCP flow down on a BulkRateMbps link, alone and with
+	// the simulated members handshaken.
+	BulkRateMbps  float64 `json:"bulk_link_mbps,omitempty"`
+	BulkAloneMbps float64 `json:"bulk_alone_mbps,omitempty"`
+	BulkCrowdMbps float64 `json:"bulk_crowd_mbps,omitempty"`
+	BulkRatio     float64 `json:"bulk_ratio,omitempty"`
 
 	// Go runtime figures of exitd from its metrics endpoint at each stage
 	// ("configured", "connected"), when it serves them.
@@ -185,8 +220,12 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	r := &membersReport{Members: o.members, Handshaken: o.handshaken, ExitdMemLimit: o.memLimit}
 	step := func(format string, args ...any) { fmt.Fprintf(log, "members-bench: "+format+"\n", args...) }
 
-	step("lab: 1 member namespace with %d extra source addresses", o.handshaken)
-	lab, err := netlab.New(ctx, netlab.Options{Members: 1, ExtraMemberAddrs: o.handshaken})
+	labOpts := netlab.Options{Members: 1, ExtraMemberAddrs: o.handshaken}
+	if o.bulkRate > 0 {
+		labOpts.Members, labOpts.DownRate = 2, o.bulkRate
+	}
+	step("lab: %d member namespaces, %d extra source addresses in the first, member link %s", labOpts.Members, o.handshaken, rateOrUnshaped(o.bulkRate))
+	lab, err := netlab.New(ctx, labOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +240,10 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		// exitd's only: this process keeps its own runtime settings.
 		nodeOpts.Env = []string{"GOMEMLIMIT=" + o.memLimit}
 	}
+	if o.bulkRate > 0 {
+		// As docs/scheduler.md says to choose it: 95 % of the link.
+		nodeOpts.Extra = fmt.Sprintf("[scheduler]\negress_rate = \"%dkbit\"\n", o.bulkRate*95/100/1000)
+	}
 	node, err := harness.StartNode(ctx, lab, nodeOpts)
 	if err != nil {
 		return nil, err
@@ -208,6 +251,22 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	defer node.Proc.Stop()
 	r.RSSEmptyMiB = rssMiB(node.Proc.Pid())
 	client := control.NewClient(node.Socket)
+
+	var bulk *harness.Member
+	if o.bulkRate > 0 {
+		r.BulkRateMbps = float64(o.bulkRate) / 1e6
+		if _, err := lab.Internet.StartIperfServer(ctx, 0); err != nil {
+			return r, err
+		}
+		if bulk, err = node.AddMember(ctx, lab.Members[1], "bulk"); err != nil {
+			return r, err
+		}
+		defer bulk.Down()
+		step("bulk member alone: one flow down for %d s", o.bulkSecs)
+		if r.BulkAloneMbps, err = bulkDownload(ctx, lab.Members[1], o.bulkSecs); err != nil {
+			return r, err
+		}
+	}
 
 	step("generating %d key pairs", o.members)
 	privs := genKeys(o.members)
@@ -222,7 +281,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 
 	step("listing")
 	start = time.Now()
-	if ms, err := client.Members(ctx); err != nil || len(ms) != o.members {
+	if ms, err := client.Members(ctx); err != nil || len(ms) != o.members+btoi(bulk != nil) {
 		return r, fmt.Errorf("list: %d members, %v", len(ms), err)
 	}
 	r.ListAPISeconds = time.Since(start).Seconds()
@@ -280,12 +339,46 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	r.PerConnectedKiB = (r.RSSConnectedMiB - r.RSSConfiguredMiB) * 1024 / float64(o.handshaken)
 	r.RSS20kMiB = r.RSSConfiguredMiB + float64(o.members)*r.PerConnectedKiB/1024
 	r.SimRSSMiB = rssMiB(os.Getpid())
+	if o.idle > 0 {
+		step("exitd's CPU over %v with %d handshaken", o.idle, o.handshaken)
+		cpu0, err := harness.CPUSeconds(node.Proc.Pid())
+		if err != nil {
+			return r, err
+		}
+		stop, err := o.startPerf("idle", node.Proc.Pid(), os.Getpid())
+		if err != nil {
+			return r, err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(o.idle):
+		}
+		r.addProfile("idle", stop())
+		cpu1, err := harness.CPUSeconds(node.Proc.Pid())
+		if err != nil {
+			return r, err
+		}
+		r.IdleSeconds = time.Since(t0).Seconds()
+		r.IdleCPUPercent = 100 * (cpu1 - cpu0) / r.IdleSeconds
+	}
+	if bulk != nil {
+		step("bulk member with %d handshaken: one flow down for %d s", o.handshaken, o.bulkSecs)
+		if r.BulkCrowdMbps, err = bulkDownload(ctx, lab.Members[1], o.bulkSecs); err != nil {
+			return r, err
+		}
+		if r.BulkAloneMbps > 0 {
+			r.BulkRatio = r.BulkCrowdMbps / r.BulkAloneMbps
+		}
+	}
 	if o.noRestart {
 		return r, nil
 	}
 
 	step("restarting exitd: reconnect storm of %d members", o.handshaken)
 	restart := time.Now()
+	sim0, _ := harness.CPUSeconds(os.Getpid())
 	if code, err := node.Terminate(30 * time.Second); err != nil || code != 0 {
 		return r, fmt.Errorf("stop exitd: exit %d, %v", code, err)
 	}
@@ -293,14 +386,72 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		return r, err
 	}
 	ready := time.Now()
+	stop, err := o.startPerf("storm", node.Proc.Pid(), os.Getpid())
+	if err != nil {
+		return r, err
+	}
 	r.StormReconnected, err = waitConnected(ctx, client, o.handshaken, o.timeout, step)
 	r.StormSeconds = time.Since(restart).Seconds()
 	r.StormAfterReady = time.Since(ready).Seconds()
+	r.StormExitdCPU, _ = harness.CPUSeconds(node.Proc.Pid())
+	sim1, _ := harness.CPUSeconds(os.Getpid())
+	r.StormSimCPU = sim1 - sim0
+	r.addProfile("storm", stop())
 	if err != nil {
 		return r, err
 	}
 	r.StormPingAnswered = fleet.WaitPings(ctx, ready, o.ping*2+5*time.Second)
 	return r, nil
+}
+
+// startPerf profiles pids into o.perf/members-PHASE.perf.data until the
+// returned stop (which returns the top of the report); without --perf it
+// does nothing.
+func (o membersOpts) startPerf(phase string, pids ...int) (stop func() []string, err error) {
+	if o.perf == "" {
+		return func() []string { return nil }, nil
+	}
+	if err := os.MkdirAll(o.perf, 0o755); err != nil {
+		return nil, err
+	}
+	return startPerf(filepath.Join(o.perf, "members-"+phase+".perf.data"), pids)
+}
+
+func (r *membersReport) addProfile(phase string, top []string) {
+	if len(top) == 0 {
+		return
+	}
+	if r.Profile == nil {
+		r.Profile = map[string][]string{}
+	}
+	r.Profile[phase] = top
+}
+
+// bulkDownload runs one TCP flow from the internet host to ns for secs
+// seconds and returns its goodput in Mbit/s, the first 2 s omitted.
+func bulkDownload(ctx context.Context, ns *netlab.NS, secs int) (float64, error) {
+	res, err := ns.Iperf(ctx, netlab.IperfOptions{
+		Server: netip.MustParseAddr(netlab.Internet4), Duration: time.Duration(secs) * time.Second,
+		Streams: 1, Reverse: true, Omit: 2 * time.Second,
+	})
+	if err != nil {
+		return 0, err
+	}
+	return res.ReceivedBps / 1e6, nil
+}
+
+func rateOrUnshaped(bps uint64) string {
+	if bps == 0 {
+		return "unshaped"
+	}
+	return fmt.Sprintf("%.0f Mbit/s", float64(bps)/1e6)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // genKeys makes n private keys on every CPU.
@@ -434,9 +585,17 @@ func printMembersReport(w io.Writer, r *membersReport) {
 		fmt.Fprintf(tw, "estimate, all %d handshaken\t%.0f MiB\t≤ 1024 MiB\n", r.Members, r.RSS20kMiB)
 		fmt.Fprintf(tw, "initial connect of %d\t%.1f s (%d connected, %d pings answered)\t\n", r.Handshaken, r.ConnectSeconds, r.Connected, r.PingsAnswered)
 	}
+	if r.IdleSeconds > 0 {
+		fmt.Fprintf(tw, "exitd CPU, %d handshaken, keepalive 25 s, pinging\t%.1f %% of a CPU over %.0f s\t≤ 10 %%\n", r.Handshaken, r.IdleCPUPercent, r.IdleSeconds)
+	}
+	if r.BulkRateMbps > 0 {
+		fmt.Fprintf(tw, "bulk member, 1 flow down, %.0f Mbit/s link\t%.1f Mbit/s alone, %.1f with %d handshaken: %.3f\t≥ 0.95\n",
+			r.BulkRateMbps, r.BulkAloneMbps, r.BulkCrowdMbps, r.Handshaken, r.BulkRatio)
+	}
 	if r.StormSeconds > 0 {
 		fmt.Fprintf(tw, "reconnect storm of %d after restart\t%.1f s (%.1f s after ready; %d reconnected, %d pings answered)\t≤ 60 s for 20,000\n",
 			r.Handshaken, r.StormSeconds, r.StormAfterReady, r.StormReconnected, r.StormPingAnswered)
+		fmt.Fprintf(tw, "CPU in the storm: exitd / simulated members\t%.1f / %.1f CPU-s\t\n", r.StormExitdCPU, r.StormSimCPU)
 	}
 	for _, stage := range []string{"configured", "connected"} {
 		if g, ok := r.Runtime[stage]; ok {

@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -97,8 +98,14 @@ func NewFleet(ctx context.Context, lab *netlab.Lab, peer [32]byte, endpoint neti
 	if err != nil {
 		return nil, fmt.Errorf("harness: fleet: listen: %w", err)
 	}
-	udp.SetReadBuffer(16 << 20)
-	udp.SetWriteBuffer(16 << 20)
+	// One socket stands in for every member's own: without FORCE the
+	// kernel caps the buffers at rmem_max (≈ 200 KiB), and a burst such as
+	// the exit's handshakes to 20,000 members at its start overflows it —
+	// drops that real members, each with its own socket, do not see.
+	if err := forceBuffers(udp, fleetSocketBuffer); err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("harness: fleet: socket buffers: %w", err)
+	}
 	pc := ipv4.NewPacketConn(udp)
 	if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
 		udp.Close()
@@ -111,6 +118,29 @@ func NewFleet(ctx context.Context, lab *netlab.Lab, peer [32]byte, endpoint neti
 	f.wg.Add(1)
 	go f.routineReceive()
 	return f, nil
+}
+
+// fleetSocketBuffer is the fleet socket's SO_RCVBUF and SO_SNDBUF.
+const fleetSocketBuffer = 64 << 20
+
+// forceBuffers sets c's receive and send buffers to n bytes past the
+// rmem_max/wmem_max caps (SO_RCVBUFFORCE needs CAP_NET_ADMIN).
+func forceBuffers(c *net.UDPConn, n int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for _, o := range []int{unix.SO_RCVBUFFORCE, unix.SO_SNDBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, n); e != nil && serr == nil {
+				serr = e
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // pinNeighbours gives the exit a permanent neighbour entry for each of

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/curve25519"
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -241,4 +243,38 @@ func echoReply(p []byte) []byte {
 	r[20], r[22], r[23] = 0, 0, 0
 	binary.BigEndian.PutUint16(r[22:], checksum(r[20:]))
 	return r
+}
+
+// TestForceBuffers: the fleet socket's buffers go past rmem_max/wmem_max,
+// which a plain SetReadBuffer cannot (the burst of handshakes at an exit's
+// start overflowed the capped buffer).
+func TestForceBuffers(t *testing.T) {
+	testenv.RequireRoot(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const want = 32 << 20 // far above any default rmem_max
+	if err := forceBuffers(c, want); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		for _, o := range []struct {
+			name string
+			opt  int
+		}{{"SO_RCVBUF", unix.SO_RCVBUF}, {"SO_SNDBUF", unix.SO_SNDBUF}} {
+			got, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, o.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got < want { // the kernel reports twice what was set
+				t.Errorf("%s = %d after forceBuffers(%d)", o.name, got, want)
+			}
+		}
+	})
 }
