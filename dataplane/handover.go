@@ -157,7 +157,7 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 // currentEndpoints are the endpoints the device knows now.
 func (p *Plane) currentEndpoints() map[keys.Key]netip.AddrPort {
 	out := map[keys.Key]netip.AddrPort{}
-	for k, s := range p.Sample().Cur {
+	for k, s := range p.BackgroundSample().Cur {
 		if ap, err := netip.ParseAddrPort(s.Endpoint); err == nil {
 			out[k] = ap
 		}

@@ -338,3 +338,74 @@ func BenchmarkDeviceDump(b *testing.B) {
 
 // device is the tunnel as a peerSet (tests wrap it).
 func (p *Plane) device() peerSet { return p.tun }
+
+// costlyPeers counts dumps and advances a fake clock by cost in each, as
+// a dump of many peers takes time.
+type costlyPeers struct {
+	peerSet
+	clock *fakeClock
+	cost  time.Duration
+	dumps int
+}
+
+func (c *costlyPeers) Stats() ([]tunnel.PeerStats, error) {
+	c.dumps++
+	c.clock.add(c.cost)
+	return c.peerSet.Stats()
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestSampleBudget: a dump serves requests for statsMaxAge or ten times
+// its cost, whichever is longer, and background readers for a hundred
+// times its cost — so readers polling a device with many peers cannot
+// spend more than a tenth (requests) or a hundredth (background) of a CPU
+// on dumps. Before, every reader dumped again after 100 ms whatever the
+// dump cost: a lab polling status during a 20,000-member storm kept a CPU
+// busy dumping.
+func TestSampleBudget(t *testing.T) {
+	tests := []struct {
+		name             string
+		cost             time.Duration
+		request, backgnd time.Duration // how long a dump serves each kind
+	}{
+		{"cheap dump: statsMaxAge", time.Millisecond, statsMaxAge, statsMaxAge},
+		{"20,000 peers", 150 * time.Millisecond, 1500 * time.Millisecond, 15 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestPlane(t, nil)
+			clock := &fakeClock{t: time.Unix(1000, 0)}
+			p.now = clock.now
+			c := &costlyPeers{peerSet: p.device(), clock: clock, cost: tc.cost}
+			p.peerSet = c
+			for _, kind := range []struct {
+				name   string
+				sample func() Sample
+				serves time.Duration
+			}{{"request", p.Sample, tc.request}, {"background", p.BackgroundSample, tc.backgnd}} {
+				first := kind.sample() // dumps: the previous one is older than any budget
+				want := c.dumps
+				clock.add(kind.serves - tc.cost - time.Nanosecond)
+				if s := kind.sample(); c.dumps != want || !s.At.Equal(first.At) {
+					t.Fatalf("%s: dumped again %v after the last dump began, before its budget %v", kind.name, kind.serves-time.Nanosecond, kind.serves)
+				}
+				clock.add(time.Nanosecond)
+				if kind.sample(); c.dumps != want+1 {
+					t.Fatalf("%s: no new dump %v after the last one began", kind.name, kind.serves)
+				}
+				clock.add(time.Hour) // the next kind starts from a stale dump
+			}
+		})
+	}
+}

@@ -7,10 +7,21 @@ import (
 	"exitd/keys"
 )
 
-// statsMaxAge is how long a device dump serves callers: long enough that
-// the service loop's reads and concurrent requests share one dump (20,000
-// peers cost ~150 ms), short enough that what a command shows is current.
+// statsMaxAge is how long a device dump serves callers at least: long
+// enough that concurrent requests share one dump, short enough that what a
+// command shows is current.
 const statsMaxAge = 100 * time.Millisecond
+
+// A dump costs time in proportion to the peers (20,000: ≈ 150 ms of a
+// CPU), so it also serves for a multiple of what the last one cost: any
+// rate of requests (exitctl status in a loop, a lab polling) then costs at
+// most 1/requestBudget of a CPU, and the periodic background readers
+// (STATUS=, the cluster record, the endpoints file) at most
+// 1/backgroundBudget.
+const (
+	requestBudget    = 10
+	backgroundBudget = 100
+)
 
 // rateWindow is the shortest interval rates are computed over.
 const rateWindow = time.Second
@@ -18,8 +29,9 @@ const rateWindow = time.Second
 // sampler keeps the last dump of the device's peers and an older one;
 // rates are their difference. Its zero value is ready.
 type sampler struct {
-	mu   sync.Mutex // guards last
+	mu   sync.Mutex // guards last and cost
 	last Sample
+	cost time.Duration // of the last dump
 }
 
 // Sample is one dump of the device's peers and an older one.
@@ -28,14 +40,21 @@ type Sample struct {
 	Cur, Prev  map[keys.Key]PeerStats
 }
 
-// Sample returns the device's peer state, at most statsMaxAge old, with
-// an older dump for rates.
-func (p *Plane) Sample() Sample {
+// Sample returns the device's peer state, with an older dump for rates,
+// for a request: at most statsMaxAge old, or requestBudget times the last
+// dump's cost.
+func (p *Plane) Sample() Sample { return p.sample(requestBudget) }
+
+// BackgroundSample is Sample for periodic readers: at most statsMaxAge
+// old, or backgroundBudget times the last dump's cost.
+func (p *Plane) BackgroundSample() Sample { return p.sample(backgroundBudget) }
+
+func (p *Plane) sample(budget time.Duration) Sample {
 	s := &p.sampler
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := p.now()
-	if !s.last.At.IsZero() && now.Sub(s.last.At) < statsMaxAge {
+	if !s.last.At.IsZero() && now.Sub(s.last.At) < max(statsMaxAge, budget*s.cost) {
 		return s.last
 	}
 	cur, err := p.Dump()
@@ -43,6 +62,7 @@ func (p *Plane) Sample() Sample {
 		p.log.Warn("read peer stats", "err", err)
 		return s.last
 	}
+	s.cost = p.now().Sub(now)
 	// The older dump moves up to the last one when that is at least
 	// rateWindow old, or when the older one is stale: rates then span
 	// 1-3 windows whoever samples how often.

@@ -270,7 +270,7 @@ func (n *Node) clusterRecord() []byte {
 	s := n.summary()
 	cn.MembersConnected, cn.MembersTotal, cn.TableOK = s.connected, s.total, s.natPresent
 	if n.plane != nil {
-		sample := n.plane.Sample()
+		sample := n.plane.BackgroundSample()
 		for k := range sample.Cur {
 			in, out := sample.Rates(k)
 			cn.RateIn += in

@@ -80,7 +80,7 @@ type summaryFigures struct {
 func (n *Node) summary() summaryFigures {
 	s := summaryFigures{total: n.reg.Len()}
 	now := n.now()
-	for _, ps := range n.plane.Sample().Cur {
+	for _, ps := range n.plane.BackgroundSample().Cur {
 		s.rx += ps.RxBytes
 		s.tx += ps.TxBytes
 		if control.Connected(ps.LastHandshake, now) {
