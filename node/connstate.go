@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"exitd/control"
+	"exitd/keys"
 	"exitd/members"
 	"exitd/nat"
 )
@@ -73,13 +74,24 @@ func (n *Node) conntrackStatus() *control.ConntrackStatus {
 	quota := n.natApplied.Limits.Quota
 	n.mu.Unlock()
 	s := &control.ConntrackStatus{Members: total, Quota: quota}
-	for _, m := range n.reg.List() {
+	// Only dropped addresses are in drops (few), so look their members up
+	// rather than walk every member (20,000 copied per status request).
+	seen := map[keys.Key]bool{}
+	for a := range drops {
+		m, ok := n.reg.ByAddr(a)
+		if !ok || seen[m.PublicKey] {
+			continue
+		}
+		seen[m.PublicKey] = true
 		if c, q, r := memberConns(m, counts, drops); q > 0 || r > 0 {
 			s.AtLimit = append(s.AtLimit, control.MemberConns{Label: m.Label, Conns: c, QuotaDrops: q, RateDrops: r})
 		}
 	}
 	slices.SortFunc(s.AtLimit, func(a, b control.MemberConns) int { // most dropped first
-		return cmp.Compare(b.QuotaDrops+b.RateDrops, a.QuotaDrops+a.RateDrops)
+		if d := cmp.Compare(b.QuotaDrops+b.RateDrops, a.QuotaDrops+a.RateDrops); d != 0 {
+			return d
+		}
+		return cmp.Compare(a.Label, b.Label)
 	})
 	return s
 }
