@@ -6,7 +6,8 @@ package dataplane
             fd store (they stay stored: a crash now loses nothing) →
             tunnel adopts them → store the current ones, replacing only
             files that were not adopted
-   Rejoin:  point peers at their persisted endpoints and start handshakes
+   Rejoin:  point peers at their persisted endpoints and start handshakes,
+            paced (routineRejoin) so 20,000 members are not one burst
    running: PersistEndpoints when members' endpoints changed
    Close:   with the files stored, the TUN survives in the store for the
             successor; `exitd cleanup` removes it when none follows.
@@ -20,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"exitd/keys"
 	"exitd/members"
@@ -166,8 +168,8 @@ func (p *Plane) currentEndpoints() map[keys.Key]netip.AddrPort {
 }
 
 // Rejoin starts handshakes to the last known endpoints of the enabled
-// members in ms. Problems are logged: members then reconnect on their own
-// timers.
+// members in ms, paced by routineRejoin in the background. Problems are
+// logged: members then reconnect on their own timers.
 func (p *Plane) Rejoin(ms []members.Member) {
 	if p.cfg.EndpointsPath == "" {
 		return
@@ -186,13 +188,52 @@ func (p *Plane) Rejoin(ms []members.Member) {
 	if len(want) == 0 {
 		return
 	}
-	if err := p.tun.Rejoin(want); err != nil {
+	set, err := p.tun.SetEndpoints(want)
+	if err != nil {
 		p.log.Warn("rejoin: some members skipped", "err", err)
 	}
 	p.epMu.Lock()
 	p.lastEndpoints = want
 	p.epMu.Unlock()
-	p.log.Info("started handshakes to members' last endpoints", "members", len(want))
+	p.bg.Add(1)
+	go p.routineRejoin(set)
+}
+
+// Rejoin pacing: initiations go out rejoinChunk at a time, each chunk
+// followed by a pause of rejoinSpacing times what sending it took (at
+// least rejoinMinPause). Creating an initiation and consuming its answer
+// cost the node about as much each, so the rejoin takes roughly a third of
+// a CPU and slows down by itself on a busy one. Sent at once, 20,000
+// initiations came back as 20,000 answers in a burst: wireguard-go's
+// handshake queue overflowed (answers dropped, or met with cookie replies
+// under load), and each lost answer cost a retransmission 5 s later.
+const (
+	rejoinChunk    = 128
+	rejoinSpacing  = 2
+	rejoinMinPause = 5 * time.Millisecond
+)
+
+// routineRejoin (started by Rejoin) initiates handshakes with ks, paced,
+// until done or the plane closes.
+func (p *Plane) routineRejoin(ks []keys.Key) {
+	defer p.bg.Done()
+	start := p.now()
+	for lo := 0; lo < len(ks); lo += rejoinChunk {
+		hi := min(lo+rejoinChunk, len(ks))
+		t0 := p.now()
+		p.tun.Initiate(ks[lo:hi])
+		if hi == len(ks) {
+			break
+		}
+		pause := max(rejoinSpacing*p.now().Sub(t0), rejoinMinPause)
+		select {
+		case <-p.closing:
+			p.log.Info("rejoin stopped: closing", "members", hi, "of", len(ks))
+			return
+		case <-p.after(pause):
+		}
+	}
+	p.log.Info("started handshakes to members' last endpoints", "members", len(ks), "took", p.now().Sub(start).Round(time.Millisecond))
 }
 
 // PersistEndpoints saves members' endpoints when they changed since the

@@ -318,3 +318,81 @@ func TestTakeFiles(t *testing.T) {
 		t.Fatal("adopted without a service")
 	}
 }
+
+// steppingClock advances by step on every reading, as if each stretch of
+// work between two readings took step.
+type steppingClock struct {
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
+}
+
+func (c *steppingClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(c.step)
+	return c.t
+}
+
+// TestRejoinPaced: the rejoin's initiations go out rejoinChunk at a time,
+// each chunk followed by a pause of rejoinSpacing times what it took (at
+// least rejoinMinPause), none after the last. Before, all of them went out
+// at once: 20,000 answers came back in one burst.
+func TestRejoinPaced(t *testing.T) {
+	tests := []struct {
+		name  string
+		keys  int
+		step  time.Duration // what sending a chunk takes
+		pause time.Duration
+		n     int // pauses
+	}{
+		{"one chunk: no pause", rejoinChunk, time.Millisecond, 0, 0},
+		{"three chunks, slow sends", 2*rejoinChunk + 1, 10 * time.Millisecond, 20 * time.Millisecond, 2},
+		{"fast sends: the floor", 2 * rejoinChunk, time.Microsecond, rejoinMinPause, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestPlane(t, nil)
+			p.now = (&steppingClock{t: time.Unix(1000, 0), step: tc.step}).now
+			var pauses []time.Duration
+			p.after = func(d time.Duration) <-chan time.Time {
+				pauses = append(pauses, d)
+				c := make(chan time.Time, 1)
+				c <- time.Time{}
+				return c
+			}
+			ks := make([]keys.Key, tc.keys) // not peers: Initiate skips them
+			for i := range ks {
+				ks[i][0], ks[i][1] = byte(i), byte(i>>8)
+			}
+			p.bg.Add(1)
+			p.routineRejoin(ks)
+			if len(pauses) != tc.n {
+				t.Fatalf("%d pauses %v, want %d", len(pauses), pauses, tc.n)
+			}
+			for _, d := range pauses {
+				if d != tc.pause {
+					t.Fatalf("pauses %v, want each %v", pauses, tc.pause)
+				}
+			}
+		})
+	}
+}
+
+// TestRejoinStopsAtClose: Close ends a rejoin that is pausing and waits
+// for it.
+func TestRejoinStopsAtClose(t *testing.T) {
+	p := newTestPlane(t, nil)
+	paused := make(chan struct{})
+	p.after = func(time.Duration) <-chan time.Time {
+		close(paused)
+		return nil // never fires
+	}
+	p.bg.Add(1)
+	go p.routineRejoin(make([]keys.Key, 2*rejoinChunk))
+	<-paused
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close returned: the routine ended (bg.Wait), or this would hang.
+}

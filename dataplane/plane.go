@@ -131,12 +131,17 @@ type Plane struct {
 	// epMu guards lastEndpoints (the endpoints last persisted).
 	epMu          sync.Mutex
 	lastEndpoints map[keys.Key]netip.AddrPort
+
+	after     func(time.Duration) <-chan time.Time // the rejoin's pauses
+	closing   chan struct{}                        // closed by Close: background routines end
+	closeOnce sync.Once
+	bg        sync.WaitGroup // background routines (the paced rejoin)
 }
 
 // Open builds the data path in order (see the package comment). On error
 // everything it made is removed.
 func Open(cfg Config, opts Options) (*Plane, error) {
-	p := &Plane{log: opts.Logger, now: opts.Now, cfg: cfg, store: opts.Store}
+	p := &Plane{log: opts.Logger, now: opts.Now, cfg: cfg, store: opts.Store, after: time.After, closing: make(chan struct{})}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -169,7 +174,11 @@ func Open(cfg Config, opts Options) (*Plane, error) {
 
 // Close stops the device and removes the TUN (with the files stored, the
 // fd store keeps the TUN and sockets alive for the successor). Idempotent.
-func (p *Plane) Close() error { return p.tun.Close() }
+func (p *Plane) Close() error {
+	p.closeOnce.Do(func() { close(p.closing) })
+	p.bg.Wait()
+	return p.tun.Close()
+}
 
 // HandingOver reports whether the TUN and UDP sockets are in the fd store,
 // so stopping must leave the rest of the data path (nftables, conntrack)

@@ -10,7 +10,7 @@ package tunnel
      Options.UDP ──udpBind──────────────────▶ same socket: nothing queued in it
                                               is lost, no port is ever closed
 
-   Sessions (keys) are not carried over; Rejoin points each peer at its last
+   Sessions (keys) are not carried over; SetEndpoints and Initiate point each peer at its last
    known endpoint and starts a handshake at once, so members do not wait for
    their own rekey timers (15 s or more).
 
@@ -609,14 +609,14 @@ func splitCoalesced(ms []ipv6.Message, at int) (int, error) {
 	return n, nil
 }
 
-// Rejoin points each peer at its last known endpoint and starts a
-// handshake to it now, instead of waiting for the member's rekey timer.
-// Peers must already exist; unknown keys and bad endpoints are skipped
-// and reported in the joined error (the rest still rejoin).
-func (t *Tunnel) Rejoin(endpoints map[keys.Key]netip.AddrPort) error {
+// SetEndpoints points each peer at its last known endpoint (a restart's
+// rejoin; Initiate then starts the handshakes). Peers must already exist;
+// unknown keys and bad endpoints are skipped and reported in the joined
+// error. It returns the keys it set.
+func (t *Tunnel) SetEndpoints(endpoints map[keys.Key]netip.AddrPort) ([]keys.Key, error) {
 	var b strings.Builder
 	var errs []error
-	var kick []keys.Key
+	var set []keys.Key
 	for k, ep := range endpoints {
 		if !ep.IsValid() || ep.Port() == 0 {
 			errs = append(errs, fmt.Errorf("tunnel: rejoin %s: bad endpoint %q", k, ep))
@@ -627,21 +627,25 @@ func (t *Tunnel) Rejoin(endpoints map[keys.Key]netip.AddrPort) error {
 			continue
 		}
 		fmt.Fprintf(&b, "public_key=%s\nupdate_only=true\nendpoint=%s\n", k.Hex(), ep)
-		kick = append(kick, k)
+		set = append(set, k)
 	}
 	if b.Len() > 0 {
 		if err := t.dev.IpcSet(b.String()); err != nil {
-			return errors.Join(append(errs, fmt.Errorf("tunnel: set endpoints: %w", err))...)
+			return nil, errors.Join(append(errs, fmt.Errorf("tunnel: set endpoints: %w", err))...)
 		}
 	}
-	for _, k := range kick {
+	return set, errors.Join(errs...)
+}
+
+// Initiate starts a handshake with each peer now, instead of waiting for
+// the member's rekey timer: with no session, the keepalive it stages makes
+// an initiation go out first. Unknown keys are skipped.
+func (t *Tunnel) Initiate(ks []keys.Key) {
+	for _, k := range ks {
 		if p := t.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
-			// With no session, a keepalive is staged and a handshake
-			// initiation goes out first.
 			p.SendKeepalive()
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // Handover returns what a successor process needs to keep members

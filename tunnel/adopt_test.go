@@ -461,8 +461,8 @@ func TestAdoptWrongTUNFallsBack(t *testing.T) {
 	}
 }
 
-// Root: Rejoin makes the node start the handshake with a member whose
-// endpoint it knows; the member sends nothing.
+// Root: SetEndpoints and Initiate make the node start the handshake with a
+// member whose endpoint it knows; the member sends nothing.
 func TestRejoinInitiatesHandshake(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	testenv.Do(t, ns, func() {
@@ -487,14 +487,18 @@ func TestRejoinInitiatesHandshake(t *testing.T) {
 	if err := member.AddPeers([]Peer{{PublicKey: nodePub, Allowed: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}}); err != nil {
 		t.Fatal(err)
 	}
-	err = node.Rejoin(map[keys.Key]netip.AddrPort{
+	set, err := node.SetEndpoints(map[keys.Key]netip.AddrPort{
 		memberPub:   netip.MustParseAddrPort("127.0.0.1:51931"),
 		nodePub:     netip.MustParseAddrPort("127.0.0.1:1"), // not a peer of the node
 		keys.Key{1}: {},
 	})
 	if err == nil {
-		t.Fatal("Rejoin reported no error for an unknown peer and a bad endpoint")
+		t.Fatal("SetEndpoints reported no error for an unknown peer and a bad endpoint")
 	}
+	if len(set) != 1 || set[0] != memberPub {
+		t.Fatalf("SetEndpoints set %v, want only the member", set)
+	}
+	node.Initiate(append(set, keys.Key{2})) // an unknown key is skipped
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		st, err := member.Stats()
@@ -506,5 +510,5 @@ func TestRejoinInitiatesHandshake(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a device; no event to wait on
 	}
-	t.Fatal("no handshake within 5 s of Rejoin")
+	t.Fatal("no handshake within 5 s of Initiate")
 }
