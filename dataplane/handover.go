@@ -156,11 +156,11 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 	return d.Sync()
 }
 
-// currentEndpoints are the endpoints the device knows now.
-func (p *Plane) currentEndpoints() map[keys.Key]netip.AddrPort {
-	out := map[keys.Key]netip.AddrPort{}
-	for k, s := range p.BackgroundSample().Cur {
-		if ap, err := netip.ParseAddrPort(s.Endpoint); err == nil {
+// endpointsOf are the endpoints in a sample of the device.
+func endpointsOf(s Sample) map[keys.Key]netip.AddrPort {
+	out := make(map[keys.Key]netip.AddrPort, len(s.Cur))
+	for k, ps := range s.Cur {
+		if ap, err := netip.ParseAddrPort(ps.Endpoint); err == nil {
 			out[k] = ap
 		}
 	}
@@ -238,19 +238,29 @@ func (p *Plane) routineRejoin(ks []keys.Key) {
 
 // PersistEndpoints saves members' endpoints when they changed since the
 // last save; known reports whether a key is still a member (removed
-// members are forgotten).
-func (p *Plane) PersistEndpoints(known func(keys.Key) bool) {
+// members are forgotten). Called periodically it reads the background
+// sample and does nothing until that is renewed (with 20,000 members,
+// parsing and merging every endpoint each time cost more than the dump);
+// final (at stop) reads a request-fresh sample and always merges.
+func (p *Plane) PersistEndpoints(known func(keys.Key) bool, final bool) {
 	if p.cfg.EndpointsPath == "" {
 		return
 	}
-	eps := p.currentEndpoints()
+	sample := p.BackgroundSample()
+	if final {
+		sample = p.Sample()
+	}
 	p.epMu.Lock()
 	defer p.epMu.Unlock()
+	if !final && !sample.At.IsZero() && sample.At.Equal(p.epSampleAt) {
+		return
+	}
+	p.epSampleAt = sample.At
 	merged := maps.Clone(p.lastEndpoints)
 	if merged == nil {
 		merged = map[keys.Key]netip.AddrPort{}
 	}
-	maps.Copy(merged, eps) // members not seen since start keep their old endpoint
+	maps.Copy(merged, endpointsOf(sample)) // members not seen since start keep their old endpoint
 	for k := range merged {
 		if !known(k) {
 			delete(merged, k)

@@ -396,3 +396,86 @@ func TestRejoinStopsAtClose(t *testing.T) {
 	}
 	// Close returned: the routine ended (bg.Wait), or this would hang.
 }
+
+// endpointPeers is a device whose peers' endpoints the test sets.
+type endpointPeers struct {
+	peerSet
+	mu  sync.Mutex
+	eps map[keys.Key]string
+}
+
+func (e *endpointPeers) set(k keys.Key, ep string) {
+	e.mu.Lock()
+	e.eps[k] = ep
+	e.mu.Unlock()
+}
+
+func (e *endpointPeers) Stats() ([]tunnel.PeerStats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []tunnel.PeerStats
+	for k, ep := range e.eps {
+		out = append(out, tunnel.PeerStats{PublicKey: k, Endpoint: ep})
+	}
+	return out, nil
+}
+
+// TestPersistEndpoints: the periodic save merges endpoints only from a
+// renewed background sample (with 20,000 members, merging every 2 s cost
+// more than the dumps), the final one from a fresh sample; removed members
+// are forgotten, members not seen keep their old endpoint.
+func TestPersistEndpoints(t *testing.T) {
+	p := newTestPlane(t, nil)
+	p.cfg.EndpointsPath = filepath.Join(t.TempDir(), "endpoints.json")
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	p.now = clock.now
+	a, b, c := key(t), key(t), key(t)
+	dev := &endpointPeers{peerSet: p.device(), eps: map[keys.Key]string{a: "198.18.0.1:1000", b: "198.18.0.2:2000"}}
+	p.peerSet = dev
+	p.lastEndpoints = map[keys.Key]netip.AddrPort{c: netip.MustParseAddrPort("198.18.0.3:3000")} // from the last run
+	members := map[keys.Key]bool{a: true, b: true, c: true}
+	known := func(k keys.Key) bool { return members[k] }
+	saved := func() map[keys.Key]netip.AddrPort {
+		t.Helper()
+		eps, err := loadEndpoints(p.cfg.EndpointsPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eps
+	}
+
+	p.PersistEndpoints(known, false)
+	if got := saved(); len(got) != 3 || got[a].Port() != 1000 || got[c].Port() != 3000 {
+		t.Fatalf("first save %v, want a, b and c (not seen, kept)", got)
+	}
+	// a roams; the background sample is not renewed yet: nothing is merged.
+	dev.set(a, "198.18.0.9:1001")
+	clock.add(statsMaxAge / 2)
+	p.PersistEndpoints(known, false)
+	if got := saved(); got[a].Port() != 1000 {
+		t.Fatalf("merged from the same sample again: %v", got)
+	}
+	// Renewed: merged.
+	clock.add(statsMaxAge)
+	p.PersistEndpoints(known, false)
+	if got := saved(); got[a].Port() != 1001 {
+		t.Fatalf("renewed sample not merged: %v", got)
+	}
+	// b is removed and a roams again; the final save reads a fresh
+	// sample even though the background one is still current.
+	delete(members, b)
+	dev.set(a, "198.18.0.9:1002")
+	p.sampler.mu.Lock()
+	p.sampler.cost = time.Second // background samples now last 100 s
+	p.sampler.mu.Unlock()
+	clock.add(statsMaxAge)
+	p.PersistEndpoints(known, false)
+	if got := saved(); got[a].Port() != 1001 || len(got) != 3 {
+		t.Fatalf("periodic save within the background budget merged: %v", got)
+	}
+	clock.add(10 * time.Second) // past the request budget (10 × 1 s)
+	p.PersistEndpoints(known, true)
+	if got := saved(); got[a].Port() != 1002 || len(got) != 2 || got[c].Port() != 3000 {
+		t.Fatalf("final save %v, want a's newest endpoint, c kept, b forgotten", got)
+	}
+}

@@ -128,9 +128,11 @@ type Plane struct {
 
 	handover atomic.Bool // TUN and UDP are in the fd store: Close leaves the data path
 
-	// epMu guards lastEndpoints (the endpoints last persisted).
+	// epMu guards lastEndpoints (the endpoints last persisted) and
+	// epSampleAt (the sample they were last merged from).
 	epMu          sync.Mutex
 	lastEndpoints map[keys.Key]netip.AddrPort
+	epSampleAt    time.Time
 
 	after     func(time.Duration) <-chan time.Time // the rejoin's pauses
 	closing   chan struct{}                        // closed by Close: background routines end

@@ -138,13 +138,13 @@ func (n *Node) routineService(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			n.persistEndpoints()
+			n.persistEndpoints(true)
 			return
 		case <-wdTick:
 			n.watchdog()
 		case <-status.C:
 			n.notify.Notify("STATUS=" + n.serviceStatus(&r))
-			n.persistEndpoints()
+			n.persistEndpoints(false)
 		}
 	}
 }
@@ -157,10 +157,11 @@ func (n *Node) watchdog() {
 	n.notify.Notify("WATCHDOG=1")
 }
 
-// persistEndpoints saves members' endpoints for the next start's rejoin.
-func (n *Node) persistEndpoints() {
+// persistEndpoints saves members' endpoints for the next start's rejoin;
+// final at stop.
+func (n *Node) persistEndpoints(final bool) {
 	n.plane.PersistEndpoints(func(k keys.Key) bool {
 		_, err := n.reg.Get(k.String())
 		return err == nil
-	})
+	}, final)
 }
