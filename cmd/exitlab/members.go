@@ -272,12 +272,17 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	privs := genKeys(o.members)
 
 	step("adding %d members, 1,000 per request", o.members)
-	start := time.Now()
-	added, err := addMembers(ctx, client, privs)
+	stop, err := o.startPerf("add", node.Proc.Pid())
 	if err != nil {
 		return r, err
 	}
+	start := time.Now()
+	added, err := addMembers(ctx, client, privs)
 	r.AddSeconds = time.Since(start).Seconds()
+	r.addProfile("add", stop())
+	if err != nil {
+		return r, err
+	}
 
 	step("listing")
 	start = time.Now()
@@ -345,7 +350,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		if err != nil {
 			return r, err
 		}
-		stop, err := o.startPerf("idle", node.Proc.Pid(), os.Getpid())
+		stop, err = o.startPerf("idle", node.Proc.Pid(), os.Getpid())
 		if err != nil {
 			return r, err
 		}
@@ -386,7 +391,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		return r, err
 	}
 	ready := time.Now()
-	stop, err := o.startPerf("storm", node.Proc.Pid(), os.Getpid())
+	stop, err = o.startPerf("storm", node.Proc.Pid(), os.Getpid())
 	if err != nil {
 		return r, err
 	}
