@@ -141,16 +141,39 @@ func (n *NS) Iperf(ctx context.Context, o IperfOptions) (*IperfResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := n.Command(ctx, "iperf3", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, runErr := cmd.Output()
-	res, perr := ParseIperf(out)
-	if perr != nil || runErr != nil {
-		return res, fmt.Errorf("netlab: %s: iperf3 %s: %w", n.Name, strings.Join(args, " "),
+	for attempt := 1; ; attempt++ {
+		cmd := n.Command(ctx, "iperf3", args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, runErr := cmd.Output()
+		res, perr := ParseIperf(out)
+		if perr == nil && runErr == nil {
+			return res, nil
+		}
+		err := fmt.Errorf("netlab: %s: iperf3 %s: %w", n.Name, strings.Join(args, " "),
 			errors.Join(runErr, perr, stderrErr(stderr.Bytes())))
+		if !serverBusy(err) || attempt == iperfBusyTries {
+			return res, err
+		}
+		// The server still tears down the previous test: try again.
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(iperfBusyWait):
+		}
 	}
-	return res, nil
+}
+
+// An iperf3 server runs one test at a time and refuses a client that
+// arrives while it finishes the last one; Iperf tries again.
+const (
+	iperfBusyTries = 10
+	iperfBusyWait  = 200 * time.Millisecond
+)
+
+// serverBusy reports whether err is iperf3's refusal of a busy server.
+func serverBusy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "the server is busy")
 }
 
 func stderrErr(b []byte) error {

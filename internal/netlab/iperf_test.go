@@ -1,6 +1,8 @@
 package netlab
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -142,4 +144,23 @@ func FuzzParseIperf(f *testing.F) {
 			t.Fatal("NaN rate")
 		}
 	})
+}
+
+// TestServerBusy: iperf3's refusal while the server finishes the previous
+// test is retried (a fairness run failed on it); other errors are not.
+func TestServerBusy(t *testing.T) {
+	busy := fmt.Errorf("netlab: m1: iperf3 -c x: %w", errors.Join(errors.New("exit status 1"),
+		errors.New("netlab: iperf3: the server is busy running a test. try again later")))
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{busy, true},
+		{errors.New("netlab: iperf3: unable to connect to server: Connection refused"), false},
+	} {
+		if got := serverBusy(tc.err); got != tc.want {
+			t.Errorf("serverBusy(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }
