@@ -51,6 +51,7 @@ type membersOpts struct {
 	bulkRate   uint64 // bits/s of the shaped member link; 0: no bulk member
 	bulkSecs   int
 	perf       string // directory for perf profiles of the idle window and the storm
+	upstream   bool   // also measure upstream wireguard-go with the same simulated members
 }
 
 func newMembersBenchCmd(b *binFlags, stdout io.Writer) *cobra.Command {
@@ -108,6 +109,7 @@ rate alone, storm of 20,000 ≤ 60 s. Writes members.json to --out and prints a 
 	f.DurationVar(&o.idle, "idle", 30*time.Second, "window for exitd's CPU with the members handshaken (0: skip)")
 	f.Uint64Var(&o.bulkRate, "bulk-rate", 100_000_000, "member link rate in bit/s for the bulk member's download (0: skip the bulk member)")
 	f.IntVar(&o.bulkSecs, "bulk-seconds", 10, "seconds of each bulk download (first 2 s omitted)")
+	f.BoolVar(&o.upstream, "upstream-baseline", false, "then run upstream wireguard-go (built at the pinned version) as a plain exit with the same --handshaken simulated members: add, connect, RSS and idle CPU side by side")
 	f.StringVar(&o.perf, "perf", "", "directory for `perf record -g` profiles of exitd and this process (the simulated members) in the idle window and the storm")
 	return cmd
 }
@@ -144,6 +146,10 @@ type membersReport struct {
 	// members, which share the machine's CPUs.
 	StormExitdCPU float64 `json:"storm_exitd_cpu_seconds,omitempty"`
 	StormSimCPU   float64 `json:"storm_simulator_cpu_seconds,omitempty"`
+
+	// Upstream is the baseline (--upstream-baseline): upstream wireguard-go
+	// as a plain exit with the same simulated members.
+	Upstream *upstreamFigures `json:"upstream,omitempty"`
 
 	// Profile holds the top of each perf profile (--perf).
 	Profile map[string][]string `json:"profile,omitempty"`
@@ -235,6 +241,20 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	privs, err := membersExitd(ctx, lab, dir, bins, o, r, step)
+	if err != nil || !o.upstream || o.handshaken == 0 {
+		return r, err
+	}
+	step("baseline: upstream wireguard-go as a plain exit with the same %d members", o.handshaken)
+	r.Upstream, err = upstreamBaseline(ctx, lab, dir, bins, o, privs[:o.handshaken], step)
+	return r, err
+}
+
+// membersExitd measures exitd (everything but the baseline) and returns
+// the members' private keys; exitd and the simulated members are stopped
+// when it returns.
+func membersExitd(ctx context.Context, lab *netlab.Lab, dir string, bins harness.Binaries, o membersOpts, r *membersReport, step func(string, ...any)) ([]keys.Key, error) {
+	var privs []keys.Key
 	nodeOpts := harness.NodeOptions{Bin: bins, Dir: dir, IPv4: "10.96.0.0/12", IPv6: "fd00:96::/64"}
 	if o.memLimit != "" {
 		// exitd's only: this process keeps its own runtime settings.
@@ -248,7 +268,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	if err != nil {
 		return nil, err
 	}
-	defer node.Proc.Stop()
+	defer func() { node.Proc.Stop() }() // the process of the moment: the storm restarts it
 	r.RSSEmptyMiB = rssMiB(node.Proc.Pid())
 	client := control.NewClient(node.Socket)
 
@@ -256,45 +276,45 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	if o.bulkRate > 0 {
 		r.BulkRateMbps = float64(o.bulkRate) / 1e6
 		if _, err := lab.Internet.StartIperfServer(ctx, 0); err != nil {
-			return r, err
+			return privs, err
 		}
 		if bulk, err = node.AddMember(ctx, lab.Members[1], "bulk"); err != nil {
-			return r, err
+			return privs, err
 		}
 		defer bulk.Down()
 		step("bulk member alone: one flow down for %d s", o.bulkSecs)
 		if r.BulkAloneMbps, err = bulkDownload(ctx, lab.Members[1], o.bulkSecs); err != nil {
-			return r, err
+			return privs, err
 		}
 	}
 
 	step("generating %d key pairs", o.members)
-	privs := genKeys(o.members)
+	privs = genKeys(o.members)
 
 	step("adding %d members, 1,000 per request", o.members)
 	stop, err := o.startPerf("add", node.Proc.Pid())
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	start := time.Now()
 	added, err := addMembers(ctx, client, privs)
 	r.AddSeconds = time.Since(start).Seconds()
 	r.addProfile("add", stop())
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 
 	step("listing")
 	start = time.Now()
 	if ms, err := client.Members(ctx); err != nil || len(ms) != o.members+btoi(bulk != nil) {
-		return r, fmt.Errorf("list: %d members, %v", len(ms), err)
+		return privs, fmt.Errorf("list: %d members, %v", len(ms), err)
 	}
 	r.ListAPISeconds = time.Since(start).Seconds()
 	if r.ListJSONSeconds, err = timeExitctl(ctx, node, "--json", "member", "list"); err != nil {
-		return r, err
+		return privs, err
 	}
 	if r.ListTableSeconds, err = timeExitctl(ctx, node, "member", "list"); err != nil {
-		return r, err
+		return privs, err
 	}
 	r.RSSConfiguredMiB = rssMiB(node.Proc.Pid())
 	r.Runtime = map[string]goRuntime{}
@@ -303,27 +323,27 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	}
 	r.PerMemberKiB = (r.RSSConfiguredMiB - r.RSSEmptyMiB) * 1024 / float64(max(o.members, 1))
 	if o.handshaken == 0 {
-		return r, nil
+		return privs, nil
 	}
 
 	step("starting %d simulated members", o.handshaken)
 	nodeStatus, err := client.Status(ctx)
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	nodeKey, err := keys.Parse(nodeStatus.PublicKey)
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	fleet, err := harness.NewFleet(ctx, lab, [32]byte(nodeKey), netip.MustParseAddrPort(netlab.ExitUnderlay4+":443"))
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	defer fleet.Close()
 	start = time.Now()
 	for i := range o.handshaken {
 		if err := fleet.Add([32]byte(privs[i]), added[i].IPv4); err != nil {
-			return r, err
+			return privs, err
 		}
 	}
 	fleet.StartPinging(o.ping)
@@ -336,7 +356,7 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	r.Connected -= extra
 	r.ConnectSeconds = time.Since(start).Seconds()
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	// One full ping round after everyone connected, then read the RSS.
 	mark := time.Now()
@@ -352,22 +372,22 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 		step("exitd's CPU over %v with %d handshaken", o.idle, o.handshaken)
 		cpu0, err := harness.CPUSeconds(node.Proc.Pid())
 		if err != nil {
-			return r, err
+			return privs, err
 		}
 		stop, err = o.startPerf("idle", node.Proc.Pid(), os.Getpid())
 		if err != nil {
-			return r, err
+			return privs, err
 		}
 		t0 := time.Now()
 		select {
 		case <-ctx.Done():
-			return r, ctx.Err()
+			return privs, ctx.Err()
 		case <-time.After(o.idle):
 		}
 		r.addProfile("idle", stop())
 		cpu1, err := harness.CPUSeconds(node.Proc.Pid())
 		if err != nil {
-			return r, err
+			return privs, err
 		}
 		r.IdleSeconds = time.Since(t0).Seconds()
 		r.IdleCPUPercent = 100 * (cpu1 - cpu0) / r.IdleSeconds
@@ -375,29 +395,29 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	if bulk != nil {
 		step("bulk member with %d handshaken: one flow down for %d s", o.handshaken, o.bulkSecs)
 		if r.BulkCrowdMbps, err = bulkDownload(ctx, lab.Members[1], o.bulkSecs); err != nil {
-			return r, err
+			return privs, err
 		}
 		if r.BulkAloneMbps > 0 {
 			r.BulkRatio = r.BulkCrowdMbps / r.BulkAloneMbps
 		}
 	}
 	if o.noRestart {
-		return r, nil
+		return privs, nil
 	}
 
 	step("restarting exitd: reconnect storm of %d members", o.handshaken)
 	restart := time.Now()
 	sim0, _ := harness.CPUSeconds(os.Getpid())
 	if code, err := node.Terminate(30 * time.Second); err != nil || code != 0 {
-		return r, fmt.Errorf("stop exitd: exit %d, %v", code, err)
+		return privs, fmt.Errorf("stop exitd: exit %d, %v", code, err)
 	}
 	if err := node.Start(ctx); err != nil {
-		return r, err
+		return privs, err
 	}
 	ready := time.Now()
 	stop, err = o.startPerf("storm", node.Proc.Pid(), os.Getpid())
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	r.StormReconnected, err = waitConnected(ctx, client, o.handshaken+extra, o.timeout, step)
 	r.StormReconnected -= extra
@@ -408,10 +428,106 @@ func membersBench(ctx context.Context, bins harness.Binaries, o membersOpts, log
 	r.StormSimCPU = sim1 - sim0
 	r.addProfile("storm", stop())
 	if err != nil {
-		return r, err
+		return privs, err
 	}
 	r.StormPingAnswered = fleet.WaitPings(ctx, ready, o.ping*2+5*time.Second)
-	return r, nil
+	return privs, nil
+}
+
+// upstreamFigures are the baseline's: members added in one `wg addconf`.
+type upstreamFigures struct {
+	AddSeconds     float64 `json:"add_seconds"`
+	RSSEmptyMiB    float64 `json:"rss_empty_mib"`
+	RSSConfigured  float64 `json:"rss_configured_mib"`
+	RSSConnected   float64 `json:"rss_connected_mib"`
+	ConnectSeconds float64 `json:"connect_seconds"`
+	Connected      int     `json:"connected"`
+	PingsAnswered  int     `json:"members_with_ping_answered"`
+	IdleCPUPercent float64 `json:"idle_cpu_percent,omitempty"`
+	IdleSeconds    float64 `json:"idle_seconds,omitempty"`
+}
+
+// upstreamBaseline runs upstream wireguard-go as a plain exit (wg, nft
+// masquerade) with the simulated members privs: the same fleet, pings and
+// idle window as exitd's part of the bench.
+func upstreamBaseline(ctx context.Context, lab *netlab.Lab, dir string, bins harness.Binaries, o membersOpts, privs []keys.Key, step func(string, ...any)) (*upstreamFigures, error) {
+	u := &upstreamFigures{}
+	bin, err := harness.BuildUpstream(ctx, dir)
+	if err != nil {
+		return u, err
+	}
+	p, err := harness.StartPlainExit(ctx, lab, bin, bins.WireguardGo, dir)
+	if err != nil {
+		return u, err
+	}
+	defer p.Close()
+	u.RSSEmptyMiB = rssMiB(p.Pid())
+	pubs := make([]string, len(privs))
+	addrs := make([]netip.Addr, len(privs))
+	for i, k := range privs {
+		pubs[i], addrs[i] = k.Public().String(), harness.PlainMemberAddr(i)
+	}
+	start := time.Now()
+	if err := p.AddPeers(ctx, pubs, addrs); err != nil {
+		return u, err
+	}
+	u.AddSeconds = time.Since(start).Seconds()
+	u.RSSConfigured = rssMiB(p.Pid())
+	exitKey, err := keys.Parse(p.PublicKey())
+	if err != nil {
+		return u, err
+	}
+	fleet, err := harness.NewFleet(ctx, lab, [32]byte(exitKey), netip.MustParseAddrPort(netlab.ExitUnderlay4+":443"))
+	if err != nil {
+		return u, err
+	}
+	defer fleet.Close()
+	start = time.Now()
+	for i, k := range privs {
+		if err := fleet.Add([32]byte(k), addrs[i]); err != nil {
+			return u, err
+		}
+	}
+	fleet.StartPinging(o.ping)
+	step("baseline: waiting for %d handshakes", len(privs))
+	last := time.Now()
+	err = netlab.WaitFor(ctx, o.timeout, func() bool {
+		n, err := p.Handshaken(ctx, time.Now(), 3*time.Minute)
+		if err == nil {
+			u.Connected = n
+		}
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			step("baseline: %d of %d connected after %.0f s", u.Connected, len(privs), time.Since(start).Seconds())
+		}
+		return u.Connected >= len(privs)
+	})
+	u.ConnectSeconds = time.Since(start).Seconds()
+	if err != nil {
+		return u, fmt.Errorf("baseline: %d of %d connected: %w", u.Connected, len(privs), err)
+	}
+	u.PingsAnswered = fleet.WaitPings(ctx, time.Now(), o.ping*2+5*time.Second)
+	u.RSSConnected = rssMiB(p.Pid())
+	if o.idle > 0 {
+		step("baseline: upstream's CPU over %v", o.idle)
+		cpu0, err := harness.CPUSeconds(p.Pid())
+		if err != nil {
+			return u, err
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return u, ctx.Err()
+		case <-time.After(o.idle):
+		}
+		cpu1, err := harness.CPUSeconds(p.Pid())
+		if err != nil {
+			return u, err
+		}
+		u.IdleSeconds = time.Since(t0).Seconds()
+		u.IdleCPUPercent = 100 * (cpu1 - cpu0) / u.IdleSeconds
+	}
+	return u, nil
 }
 
 // startPerf profiles pids into o.perf/members-PHASE.perf.data until the
@@ -606,6 +722,13 @@ func printMembersReport(w io.Writer, r *membersReport) {
 		fmt.Fprintf(tw, "reconnect storm of %d after restart\t%.1f s (%.1f s after ready; %d reconnected, %d pings answered)\t≤ 60 s for 20,000\n",
 			r.Handshaken, r.StormSeconds, r.StormAfterReady, r.StormReconnected, r.StormPingAnswered)
 		fmt.Fprintf(tw, "CPU in the storm: exitd / simulated members\t%.1f / %.1f CPU-s\t\n", r.StormExitdCPU, r.StormSimCPU)
+	}
+	if u := r.Upstream; u != nil {
+		fmt.Fprintf(tw, "baseline: upstream wireguard-go, %d members (one wg addconf)\tadd %.2f s; RSS %.0f → %.0f → %.0f MiB (empty, configured, handshaken); connect %.1f s (%d, %d pings answered)\t\n",
+			r.Handshaken, u.AddSeconds, u.RSSEmptyMiB, u.RSSConfigured, u.RSSConnected, u.ConnectSeconds, u.Connected, u.PingsAnswered)
+		if u.IdleSeconds > 0 {
+			fmt.Fprintf(tw, "baseline: upstream's CPU with them\t%.1f %% of a CPU over %.0f s (exitd: %.1f %%)\t\n", u.IdleCPUPercent, u.IdleSeconds, r.IdleCPUPercent)
+		}
 	}
 	for _, stage := range []string{"configured", "connected"} {
 		if g, ok := r.Runtime[stage]; ok {

@@ -579,7 +579,7 @@ func TestMembersBenchSmall(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exitlab, "members-bench", "--exitd", bins.Exitd, "--exitctl", bins.Exitctl,
 		"--members", "2000", "--handshaken", "300", "--ping", "3s", "--timeout", "2m", "--out", dir,
-		"--idle", "2s", "--bulk-seconds", "4")
+		"--idle", "2s", "--bulk-seconds", "4", "--upstream-baseline")
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
@@ -600,6 +600,12 @@ func TestMembersBenchSmall(t *testing.T) {
 		IdleSeconds       float64 `json:"idle_seconds"`
 		BulkAloneMbps     float64 `json:"bulk_alone_mbps"`
 		BulkRatio         float64 `json:"bulk_ratio"`
+		Upstream          *struct {
+			Connected     int     `json:"connected"`
+			PingsAnswered int     `json:"members_with_ping_answered"`
+			RSSConnected  float64 `json:"rss_connected_mib"`
+			IdleSeconds   float64 `json:"idle_seconds"`
+		} `json:"upstream"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
@@ -608,7 +614,9 @@ func TestMembersBenchSmall(t *testing.T) {
 	// a timed test): present, and not nonsense.
 	if r.Members != 2000 || r.AddSeconds <= 0 || r.RSSConfiguredMiB <= 0 || r.Connected != 300 || r.PingsAnswered != 300 ||
 		r.StormReconnected != 300 || r.StormPingAnswered != 300 || r.IdleSeconds < 2 ||
-		r.BulkAloneMbps <= 0 || r.BulkRatio <= 0 || r.BulkRatio > 2 {
+		r.BulkAloneMbps <= 0 || r.BulkRatio <= 0 || r.BulkRatio > 2 ||
+		r.Upstream == nil || r.Upstream.Connected != 300 || r.Upstream.PingsAnswered != 300 ||
+		r.Upstream.RSSConnected <= 0 || r.Upstream.IdleSeconds < 2 {
 		t.Fatalf("report: %+v", r)
 	}
 }

@@ -3,9 +3,11 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,4 +210,76 @@ func BuildUpstream(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("harness: build upstream wireguard-go: %v: %s", err, b)
 	}
 	return out, nil
+}
+
+// PublicKey is the exit's WireGuard public key (base64).
+func (p *PlainExit) PublicKey() string { return p.pub }
+
+// AddPeers adds peers (base64 public keys) with one /32 each, in one
+// `wg addconf` (one UAPI transaction), as an operator would add many.
+func (p *PlainExit) AddPeers(ctx context.Context, pubs []string, addrs []netip.Addr) error {
+	conf, err := peersConf(pubs, addrs)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(p.dir, "peers.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	if out, err := p.lab.Exit.Exec(ctx, "wg", "addconf", p.dev, path); err != nil {
+		return fmt.Errorf("harness: wg addconf: %v: %s", err, out)
+	}
+	return nil
+}
+
+// peersConf is the wg(8) configuration of peers with one address each.
+func peersConf(pubs []string, addrs []netip.Addr) (string, error) {
+	if len(pubs) != len(addrs) {
+		return "", fmt.Errorf("harness: %d keys for %d addresses", len(pubs), len(addrs))
+	}
+	var b strings.Builder
+	for i, k := range pubs {
+		fmt.Fprintf(&b, "[Peer]\nPublicKey = %s\nAllowedIPs = %s\n\n", k, netip.PrefixFrom(addrs[i], addrs[i].BitLen()))
+	}
+	return b.String(), nil
+}
+
+// PlainMemberAddr is the i-th member address (i ≥ 0) in the plain exit's
+// 10.99.0.0/16, the way AddMember numbers them (from .2).
+func PlainMemberAddr(i int) netip.Addr {
+	n := i + 2
+	return netip.AddrFrom4([4]byte{10, 99, byte(n >> 8), byte(n)})
+}
+
+// Handshaken counts the exit's peers with a handshake within the last
+// window (`wg show DEV latest-handshakes`).
+func (p *PlainExit) Handshaken(ctx context.Context, now time.Time, window time.Duration) (int, error) {
+	out, err := p.lab.Exit.Exec(ctx, "wg", "show", p.dev, "latest-handshakes")
+	if err != nil {
+		return 0, fmt.Errorf("harness: wg show: %v: %s", err, out)
+	}
+	return countHandshaken(string(out), now, window)
+}
+
+// countHandshaken counts lines "KEY\tUNIX-SECONDS" with a handshake within
+// window of now (0 means never).
+func countHandshaken(out string, now time.Time, window time.Duration) (int, error) {
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return 0, fmt.Errorf("harness: wg latest-handshakes: bad line %q", l)
+		}
+		sec, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("harness: wg latest-handshakes: bad line %q", l)
+		}
+		if sec > 0 && now.Sub(time.Unix(sec, 0)) <= window {
+			n++
+		}
+	}
+	return n, nil
 }
