@@ -110,3 +110,34 @@ func TestLabConnRate(t *testing.T) {
 		t.Errorf("counter %s = %d, per-member %d", CounterConnRateDrop, got, d.Rate)
 	}
 }
+
+// TestLabWatchIgnoresDynamicSets: the packet path fills the fair-state
+// rules' dynamic sets (a rate bucket and a connection count per member,
+// the drop sets); that is no edit, so Watch's check must not see a
+// difference — it re-applied the table (emptying every member's counts
+// and buckets) at its next check, and dumped every element each time.
+func TestLabWatchIgnoresDynamicSets(t *testing.T) {
+	testenv.RequireRoot(t)
+	l := newLab(t)
+	cfg := l.cfg
+	cfg.Limits = ConnLimits{Quota: 64, Rate: 1000, Burst: 1000}
+	if err := l.m.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	udpFlows(t, l.member, labTarget, 20000, 100) // 36 quota drops: every dynamic set gets an element
+	waitDrops(t, l.m, labMember, func(d MemberDrops) bool { return d.Quota >= 36 })
+	l.m.mu.Lock()
+	what, err := l.m.differenceLocked()
+	l.m.mu.Unlock()
+	if err != nil || what != "" {
+		t.Fatalf("check after traffic: %q, %v; want no difference", what, err)
+	}
+	before := l.m.restorations.Load()
+	l.m.check(nil)
+	if got := l.m.restorations.Load(); got != before {
+		t.Fatalf("check re-applied the table (%d restorations)", got-before)
+	}
+	if ds, _ := l.m.ConnDrops(); ds[labMember].Quota < 36 {
+		t.Fatalf("drops after the check %+v: the member's sets were reset", ds[labMember])
+	}
+}

@@ -26,7 +26,8 @@ import (
 
 // tableState is one canonical line per object of our tables: the table,
 // each chain, each rule (by chain and position), each set, each set's
-// elements (sorted) and each named object. Lines of the split layout's ip
+// elements (sorted; not of dynamic sets, which traffic fills) and each
+// named object. Lines of the split layout's ip
 // and ip6 tables begin with "ip " or "ip6 " ("ip6 rule postrouting 0 ...");
 // the inet table's have no prefix. A missing table has no lines.
 type tableState []string
@@ -37,7 +38,7 @@ var volatileAttrs = map[uint16][]uint16{
 	unix.NFT_MSG_NEWTABLE: {unix.NFTA_TABLE_USE, 4 /* HANDLE */, 5 /* PAD */},
 	unix.NFT_MSG_NEWCHAIN: {unix.NFTA_CHAIN_HANDLE, unix.NFTA_CHAIN_USE, unix.NFTA_CHAIN_COUNTERS, unix.NFTA_CHAIN_PAD},
 	unix.NFT_MSG_NEWRULE:  {unix.NFTA_RULE_HANDLE, unix.NFTA_RULE_POSITION, unix.NFTA_RULE_PAD},
-	unix.NFT_MSG_NEWSET:   {unix.NFTA_SET_PAD, 16 /* HANDLE */},
+	unix.NFT_MSG_NEWSET:   {unix.NFTA_SET_PAD, 16 /* HANDLE */, 20 /* COUNT: elements, which traffic adds to dynamic sets (Linux 6.x) */},
 	unix.NFT_MSG_NEWOBJ:   {unix.NFTA_OBJ_USE, 6 /* HANDLE */, 7 /* PAD */},
 }
 
@@ -112,7 +113,9 @@ func dumpTable(c *netlink.Conn, ref tableRef) ([]string, error) {
 				rules[chain]++
 			case unix.NFT_MSG_GETSET:
 				set := attrString(attrs, unix.NFTA_SET_NAME)
-				sets = append(sets, set)
+				if !dynamicSet(attrs) {
+					sets = append(sets, set)
+				}
 				key = "set " + set
 			case unix.NFT_MSG_GETOBJ:
 				key = "obj " + attrString(attrs, unix.NFTA_OBJ_NAME)
@@ -160,6 +163,17 @@ func dumpTable(c *netlink.Conn, ref tableRef) ([]string, error) {
 		st = append(st, "elements "+set+" "+strings.Join(elems, ","))
 	}
 	return st, nil
+}
+
+// dynamicSet reports whether a set's attributes say the packet path fills
+// it ("flags dynamic": NFT_SET_EVAL). Its elements — a rate bucket or a
+// connection count per member, the drop sets — change with traffic, not
+// by anyone's edit, so the canonical form leaves them out (comparing them
+// made every check after traffic re-apply the table, resetting every
+// member's counts; dumping them cost a walk of 20,000 elements per set).
+func dynamicSet(attrs []netlink.Attribute) bool {
+	f, ok := attrBytes(attrs, unix.NFTA_SET_FLAGS)
+	return ok && len(f) == 4 && binary.BigEndian.Uint32(f)&unix.NFT_SET_EVAL != 0
 }
 
 // dump sends one NLM_F_DUMP request of the nftables subsystem for family
