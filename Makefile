@@ -67,7 +67,7 @@ bench-fairness: deps build
 	$(BIN)/exitlab fairness --out bench-results
 
 bench-members: deps build
-	$(BIN)/exitlab members-bench --handshaken 20000 --out bench-results
+	$(BIN)/exitlab members-bench --handshaken 20000 --upstream-baseline --out bench-results
 
 # SOCKS5: exitd's proxy vs Debian's Dante 1.4.2 (installed when missing).
 .PHONY: bench-socks

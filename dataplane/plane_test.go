@@ -409,3 +409,28 @@ func TestSampleBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpFeedsSample: a fresh dump (the metrics table's, every 15 s) is
+// also the latest sample, so the background readers do not dump the
+// device again right after it; a dump older than the latest sample does
+// not replace it.
+func TestDumpFeedsSample(t *testing.T) {
+	p := newTestPlane(t, nil)
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	p.now = clock.now
+	c := &costlyPeers{peerSet: p.device(), clock: clock, cost: 150 * time.Millisecond}
+	p.peerSet = c
+	if _, err := p.Dump(); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Second)
+	s := p.BackgroundSample()
+	if c.dumps != 1 || !s.At.Equal(time.Unix(1000, 0)) {
+		t.Fatalf("background sample after a dump: %d dumps, sample at %v; want the dump's", c.dumps, s.At)
+	}
+	// A request past its budget (10 × 150 ms) dumps; the sample moves on.
+	clock.add(time.Second)
+	if s := p.Sample(); c.dumps != 2 || !s.At.After(time.Unix(1001, 0)) {
+		t.Fatalf("request after 2 s: %d dumps, sample at %v", c.dumps, s.At)
+	}
+}

@@ -57,27 +57,52 @@ func (p *Plane) sample(budget time.Duration) Sample {
 	if !s.last.At.IsZero() && now.Sub(s.last.At) < max(statsMaxAge, budget*s.cost) {
 		return s.last
 	}
-	cur, err := p.Dump()
+	cur, err := p.dump()
 	if err != nil {
 		p.log.Warn("read peer stats", "err", err)
 		return s.last
 	}
-	s.cost = p.now().Sub(now)
+	p.recordLocked(now, cur)
+	return s.last
+}
+
+// recordLocked makes cur, a dump begun at start, the latest sample (s.mu
+// held).
+func (p *Plane) recordLocked(start time.Time, cur map[keys.Key]PeerStats) {
+	s := &p.sampler
+	s.cost = p.now().Sub(start)
 	// The older dump moves up to the last one when that is at least
 	// rateWindow old, or when the older one is stale: rates then span
 	// 1-3 windows whoever samples how often.
-	next := Sample{At: now, PrevAt: s.last.PrevAt, Cur: cur, Prev: s.last.Prev}
-	if s.last.Cur != nil && (next.Prev == nil || now.Sub(s.last.At) >= rateWindow || now.Sub(s.last.PrevAt) > 3*rateWindow) {
+	next := Sample{At: start, PrevAt: s.last.PrevAt, Cur: cur, Prev: s.last.Prev}
+	if s.last.Cur != nil && (next.Prev == nil || start.Sub(s.last.At) >= rateWindow || start.Sub(s.last.PrevAt) > 3*rateWindow) {
 		next.PrevAt, next.Prev = s.last.At, s.last.Cur
 	}
 	s.last = next
-	return s.last
 }
 
 // Dump reads every peer's counters from the device now. Callers that
 // turn counters into rates across calls (the metrics table) need this
-// fresh dump: a cached older one would look like a counter reset.
+// fresh dump: a cached older one would look like a counter reset. The dump
+// also becomes the latest Sample, so the periodic readers need not dump
+// again soon after (the metrics sampler and the service loop each dumped
+// 20,000 peers every 15 s). Callers must not modify the map.
 func (p *Plane) Dump() (map[keys.Key]PeerStats, error) {
+	start := p.now()
+	cur, err := p.dump()
+	if err != nil {
+		return nil, err
+	}
+	s := &p.sampler
+	s.mu.Lock()
+	if start.After(s.last.At) {
+		p.recordLocked(start, cur)
+	}
+	s.mu.Unlock()
+	return cur, nil
+}
+
+func (p *Plane) dump() (map[keys.Key]PeerStats, error) {
 	st, err := p.peers().Stats()
 	if err != nil {
 		return nil, err
