@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,45 @@ func TestSamplerRunCancelledTakesBaselineOnly(t *testing.T) {
 	s.Run(ctx, func() time.Time { return t0 }, make(chan time.Time))
 	if calls != 1 || r.Len() != 1 {
 		t.Fatalf("calls %d, samples %d; want the baseline only", calls, r.Len())
+	}
+}
+
+// TestSamplerRunBudget: a reading that costs 300 ms (20,000 members)
+// serves for 30 s: of 15 s ticks every other one samples, and that
+// sample spans 30 s; cheap readings sample every tick.
+func TestSamplerRunBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cost  time.Duration
+		want  []uint32 // IntervalMs of the samples after the baseline
+		reads int
+	}{
+		{"cheap", time.Millisecond, []uint32{15000, 15000, 15000, 15000}, 5},
+		{"300 ms", 300 * time.Millisecond, []uint32{30000, 30000}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := t0
+			r := NewMemoryRing(10)
+			reads := 0
+			s := NewSampler(r, func(now time.Time) Reading {
+				reads++
+				clock = clock.Add(tc.cost)
+				return Reading{At: now}
+			}, nil)
+			ticks := make(chan time.Time, 4)
+			for i := 1; i <= 4; i++ {
+				ticks <- t0.Add(time.Duration(i) * 15 * time.Second)
+			}
+			close(ticks)
+			s.Run(context.Background(), func() time.Time { return clock }, ticks)
+			ss := r.Since(time.Time{})
+			var got []uint32
+			for _, x := range ss[1:] {
+				got = append(got, x.IntervalMs)
+			}
+			if reads != tc.reads || !slices.Equal(got, tc.want) {
+				t.Fatalf("%d reads, intervals %v; want %d, %v", reads, got, tc.reads, tc.want)
+			}
+		})
 	}
 }
