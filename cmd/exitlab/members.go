@@ -445,6 +445,8 @@ type upstreamFigures struct {
 	PingsAnswered  int     `json:"members_with_ping_answered"`
 	IdleCPUPercent float64 `json:"idle_cpu_percent,omitempty"`
 	IdleSeconds    float64 `json:"idle_seconds,omitempty"`
+	// Profile is the top of the idle window's perf profile (--perf).
+	Profile []string `json:"profile,omitempty"`
 }
 
 // upstreamBaseline runs upstream wireguard-go as a plain exit (wg, nft
@@ -514,12 +516,18 @@ func upstreamBaseline(ctx context.Context, lab *netlab.Lab, dir string, bins har
 		if err != nil {
 			return u, err
 		}
+		stop, err := o.startPerf("upstream-idle", p.Pid())
+		if err != nil {
+			return u, err
+		}
 		t0 := time.Now()
 		select {
 		case <-ctx.Done():
+			stop()
 			return u, ctx.Err()
 		case <-time.After(o.idle):
 		}
+		u.Profile = stop()
 		cpu1, err := harness.CPUSeconds(p.Pid())
 		if err != nil {
 			return u, err
