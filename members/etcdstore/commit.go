@@ -267,6 +267,10 @@ const (
 	notCommitted
 )
 
+// readBackRetry is the pause between read-backs refused while etcd has no
+// leader.
+const readBackRetry = 100 * time.Millisecond
+
 // outcome reads the slot keys of a transaction whose answer was lost: all
 // at their new values is committed (the revision that wrote them), all at
 // the compared state is not committed, anything else (another node wrote
@@ -276,11 +280,26 @@ func (s *Store) outcome(ctx context.Context, ws []written, deadline time.Time) (
 	for i, w := range ws {
 		gets[i] = clientv3.OpGet(w.key)
 	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	resp, err := s.cli.Txn(rctx).Then(gets...).Commit()
-	if err != nil {
-		return 0, unknown
+	var resp *clientv3.TxnResponse
+	for {
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		r, err := s.cli.Txn(rctx).Then(gets...).Commit()
+		cancel()
+		if err == nil {
+			resp = r
+			break
+		}
+		// A cluster electing a leader refuses reads at once ("no
+		// leader", "leader changed"): ask again while the request's
+		// time lasts rather than give up on a commit that may be fine.
+		if !isUnavailable(err) || ctx.Err() != nil || time.Until(deadline) <= readBackRetry {
+			return 0, unknown
+		}
+		select {
+		case <-ctx.Done():
+			return 0, unknown
+		case <-time.After(readBackRetry):
+		}
 	}
 	var rev int64
 	done, untouched := true, true

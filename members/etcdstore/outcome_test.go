@@ -56,3 +56,4 @@ func TestOutcome(t *testing.T) {
 		t.Fatalf("deleted: %v at %d", st, rev)
 	}
 }
+
