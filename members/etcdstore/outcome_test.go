@@ -56,4 +56,3 @@ func TestOutcome(t *testing.T) {
 		t.Fatalf("deleted: %v at %d", st, rev)
 	}
 }
-
