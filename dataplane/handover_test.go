@@ -84,7 +84,7 @@ func TestLoadEndpointsBadInput(t *testing.T) {
 	}
 }
 
-// clock is a manual clock for Health.
+// clock is a manual clock (Health, the sampler, the endpoint save).
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -427,7 +427,7 @@ func (e *endpointPeers) Stats() ([]tunnel.PeerStats, error) {
 func TestPersistEndpoints(t *testing.T) {
 	p := newTestPlane(t, nil)
 	p.cfg.EndpointsPath = filepath.Join(t.TempDir(), "endpoints.json")
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := &clock{t: time.Unix(1000, 0)}
 	p.now = clock.now
 	a, b, c := key(t), key(t), key(t)
 	dev := &endpointPeers{peerSet: p.device(), eps: map[keys.Key]string{a: "198.18.0.1:1000", b: "198.18.0.2:2000"}}

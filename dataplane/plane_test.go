@@ -343,7 +343,7 @@ func (p *Plane) device() peerSet { return p.tun }
 // a dump of many peers takes time.
 type costlyPeers struct {
 	peerSet
-	clock *fakeClock
+	clock *clock
 	cost  time.Duration
 	dumps int
 }
@@ -352,18 +352,6 @@ func (c *costlyPeers) Stats() ([]tunnel.PeerStats, error) {
 	c.dumps++
 	c.clock.add(c.cost)
 	return c.peerSet.Stats()
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // TestSampleBudget: a dump serves requests for statsMaxAge or ten times
@@ -385,7 +373,7 @@ func TestSampleBudget(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTestPlane(t, nil)
-			clock := &fakeClock{t: time.Unix(1000, 0)}
+			clock := &clock{t: time.Unix(1000, 0)}
 			p.now = clock.now
 			c := &costlyPeers{peerSet: p.device(), clock: clock, cost: tc.cost}
 			p.peerSet = c
@@ -416,7 +404,7 @@ func TestSampleBudget(t *testing.T) {
 // not replace it.
 func TestDumpFeedsSample(t *testing.T) {
 	p := newTestPlane(t, nil)
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := &clock{t: time.Unix(1000, 0)}
 	p.now = clock.now
 	c := &costlyPeers{peerSet: p.device(), clock: clock, cost: 150 * time.Millisecond}
 	p.peerSet = c
