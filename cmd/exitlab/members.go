@@ -370,27 +370,12 @@ func membersExitd(ctx context.Context, lab *netlab.Lab, dir string, bins harness
 	r.SimRSSMiB = rssMiB(os.Getpid())
 	if o.idle > 0 {
 		step("exitd's CPU over %v with %d handshaken", o.idle, o.handshaken)
-		cpu0, err := harness.CPUSeconds(node.Proc.Pid())
+		var top []string
+		r.IdleCPUPercent, r.IdleSeconds, top, err = o.idleCPU(ctx, "idle", node.Proc.Pid(), os.Getpid())
+		r.addProfile("idle", top)
 		if err != nil {
 			return privs, err
 		}
-		stop, err = o.startPerf("idle", node.Proc.Pid(), os.Getpid())
-		if err != nil {
-			return privs, err
-		}
-		t0 := time.Now()
-		select {
-		case <-ctx.Done():
-			return privs, ctx.Err()
-		case <-time.After(o.idle):
-		}
-		r.addProfile("idle", stop())
-		cpu1, err := harness.CPUSeconds(node.Proc.Pid())
-		if err != nil {
-			return privs, err
-		}
-		r.IdleSeconds = time.Since(t0).Seconds()
-		r.IdleCPUPercent = 100 * (cpu1 - cpu0) / r.IdleSeconds
 	}
 	if bulk != nil {
 		step("bulk member with %d handshaken: one flow down for %d s", o.handshaken, o.bulkSecs)
@@ -512,30 +497,37 @@ func upstreamBaseline(ctx context.Context, lab *netlab.Lab, dir string, bins har
 	u.RSSConnected = rssMiB(p.Pid())
 	if o.idle > 0 {
 		step("baseline: upstream's CPU over %v", o.idle)
-		cpu0, err := harness.CPUSeconds(p.Pid())
-		if err != nil {
+		if u.IdleCPUPercent, u.IdleSeconds, u.Profile, err = o.idleCPU(ctx, "upstream-idle", p.Pid()); err != nil {
 			return u, err
 		}
-		stop, err := o.startPerf("upstream-idle", p.Pid())
-		if err != nil {
-			return u, err
-		}
-		t0 := time.Now()
-		select {
-		case <-ctx.Done():
-			stop()
-			return u, ctx.Err()
-		case <-time.After(o.idle):
-		}
-		u.Profile = stop()
-		cpu1, err := harness.CPUSeconds(p.Pid())
-		if err != nil {
-			return u, err
-		}
-		u.IdleSeconds = time.Since(t0).Seconds()
-		u.IdleCPUPercent = 100 * (cpu1 - cpu0) / u.IdleSeconds
 	}
 	return u, nil
+}
+
+// idleCPU measures pid's CPU over o.idle (100 = one CPU), profiling pids
+// meanwhile with --perf (the top of the profile is returned).
+func (o membersOpts) idleCPU(ctx context.Context, phase string, pid int, others ...int) (pct, secs float64, top []string, err error) {
+	cpu0, err := harness.CPUSeconds(pid)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	stop, err := o.startPerf(phase, append([]int{pid}, others...)...)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, 0, stop(), ctx.Err()
+	case <-time.After(o.idle):
+	}
+	top = stop()
+	cpu1, err := harness.CPUSeconds(pid)
+	if err != nil {
+		return 0, 0, top, err
+	}
+	secs = time.Since(t0).Seconds()
+	return 100 * (cpu1 - cpu0) / secs, secs, top, nil
 }
 
 // startPerf profiles pids into o.perf/members-PHASE.perf.data until the
