@@ -479,3 +479,41 @@ func TestPersistEndpoints(t *testing.T) {
 		t.Fatalf("final save %v, want a's newest endpoint, c kept, b forgotten", got)
 	}
 }
+
+// TestSyncAtStartSetsEndpoints: the start's Sync adds each peer with its
+// last known endpoint in the same transaction (before, the peer existed
+// for a moment without one; a packet for the member then made wireguard-go
+// try a handshake to nowhere and hold the rejoin's initiation back 5 s —
+// a 5.5 s stall in the package upgrade test). Later Syncs (reloads) leave
+// live endpoints alone.
+func TestSyncAtStartSetsEndpoints(t *testing.T) {
+	p := newTestPlane(t, nil)
+	p.cfg.EndpointsPath = filepath.Join(t.TempDir(), "endpoints.json")
+	ms := testMembers(t, 2)
+	ep := netip.MustParseAddrPort("127.0.0.1:40001")
+	if err := saveEndpoints(p.cfg.EndpointsPath, map[keys.Key]netip.AddrPort{ms[0].PublicKey: ep}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(ms); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[ms[0].PublicKey].Endpoint == "" || got[ms[1].PublicKey].Endpoint != "" {
+		t.Fatalf("after the start's Sync: %+v; want the first member's endpoint set, the second's not", got)
+	}
+	first := got[ms[0].PublicKey].Endpoint
+	if err := saveEndpoints(p.cfg.EndpointsPath, map[keys.Key]netip.AddrPort{
+		ms[0].PublicKey: netip.MustParseAddrPort("127.0.0.1:40002"), ms[1].PublicKey: ep}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(ms); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = p.Dump()
+	if got[ms[0].PublicKey].Endpoint != first || got[ms[1].PublicKey].Endpoint != "" {
+		t.Fatalf("a later Sync repointed peers: %+v", got)
+	}
+}

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
 
 	"exitd/keys"
 	"exitd/members"
@@ -36,13 +37,26 @@ func (p *Plane) schedUpsert(m members.Member) {
 // Sync makes the device's peers and the scheduler's members equal to the
 // enabled members of ms (the reconcile at start and on reload). Existing
 // sessions and queues are kept.
+//
+// The first Sync after Open (the start) gives each peer its last known
+// endpoint in the same transaction: with the TUN handed over, packets for
+// a member arrive at once, and a peer without an endpoint then tries a
+// handshake to nowhere — which wireguard-go holds against the rejoin's
+// initiation for 5 s (a 5.5 s stall across a package upgrade).
 func (p *Plane) Sync(ms []members.Member) error {
+	var eps map[keys.Key]netip.AddrPort
+	if !p.synced && p.cfg.EndpointsPath != "" {
+		eps, _ = loadEndpoints(p.cfg.EndpointsPath) // a bad file is reported by Rejoin
+	}
+	p.synced = true
 	var want []tunnel.Peer
 	for _, m := range ms {
 		if m.Disabled {
 			continue
 		}
-		want = append(want, peerOf(m))
+		peer := peerOf(m)
+		peer.Endpoint = eps[m.PublicKey]
+		want = append(want, peer)
 		p.schedUpsert(m)
 	}
 	if err := p.peers().SyncPeers(want); err != nil {

@@ -134,6 +134,7 @@ type Plane struct {
 	lastEndpoints map[keys.Key]netip.AddrPort
 	epSampleAt    time.Time
 
+	synced    bool                                 // the start's Sync is done (Sync is not concurrent)
 	after     func(time.Duration) <-chan time.Time // the rejoin's pauses
 	closing   chan struct{}                        // closed by Close: background routines end
 	closeOnce sync.Once

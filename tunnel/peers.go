@@ -17,6 +17,11 @@ import (
 type Peer struct {
 	PublicKey keys.Key
 	Allowed   []netip.Prefix
+	// Endpoint, when valid, is set in the same transaction (a restart's
+	// last known endpoint): a peer that never exists without one cannot
+	// try a handshake to nowhere, which wireguard-go then holds against
+	// the next attempt for 5 s.
+	Endpoint netip.AddrPort
 }
 
 // PeerStats is live session state of one peer.
@@ -34,6 +39,9 @@ func (t *Tunnel) AddPeers(peers []Peer) error {
 	var b strings.Builder
 	for _, p := range peers {
 		fmt.Fprintf(&b, "public_key=%s\nreplace_allowed_ips=true\n", p.PublicKey.Hex())
+		if p.Endpoint.IsValid() && p.Endpoint.Port() != 0 {
+			fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint)
+		}
 		for _, a := range p.Allowed {
 			fmt.Fprintf(&b, "allowed_ip=%s\n", a)
 		}
